@@ -1,0 +1,485 @@
+//! `manifest.json` types (schema version 1, see `docs/BUNDLE.md`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The only manifest schema version this engine reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The parsed `manifest.json` of a bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Which model this is.
+    pub model: ModelInfo,
+    /// Versions of the exporting tools (informational).
+    #[serde(default)]
+    pub exporter: BTreeMap<String, serde_json::Value>,
+    /// Model hyper-parameters.
+    pub config: Config,
+    /// Default generation parameters.
+    pub generation: GenerationDefaults,
+    /// Where each front-end step runs (informational).
+    #[serde(default)]
+    pub frontends: BTreeMap<String, String>,
+    /// One entry per ONNX graph, keyed by component name (`t3_decoder`, ...).
+    pub components: BTreeMap<String, ComponentSpec>,
+    /// Top-level files (`tokenizer.json`, `voice.safetensors`).
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+/// `model` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Model id, e.g. `chatterbox-tiny-random`.
+    pub id: String,
+    /// Config name (`tiny`, `full`).
+    pub config: String,
+    /// Where the weights came from (informational).
+    #[serde(default)]
+    pub origin: serde_json::Value,
+}
+
+/// `config` section: hyper-parameters the engine needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Text tokenizer.
+    pub text: TextConfig,
+    /// Speech token space.
+    pub speech: SpeechConfig,
+    /// T3 (the Llama backbone).
+    pub t3: T3Config,
+    /// VoiceEncoder.
+    pub voice_encoder: VoiceEncoderConfig,
+    /// S3 tokenizer.
+    pub s3_tokenizer: S3TokenizerConfig,
+    /// CAM++ speaker encoder.
+    pub campplus: CampPlusConfig,
+    /// S3Gen (flow + HiFT).
+    pub s3gen: S3GenConfig,
+    /// Perth watermarker.
+    pub perth: PerthConfig,
+}
+
+/// `config.text`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TextConfig {
+    /// Text vocabulary size.
+    pub vocab_size: usize,
+    /// Start-of-text token id.
+    pub start_token: i64,
+    /// End-of-text token id.
+    pub stop_token: i64,
+    /// Space token id.
+    pub space_token: i64,
+    /// Unknown token id.
+    pub unk_token: i64,
+    /// Maximum number of text positions.
+    pub max_positions: usize,
+}
+
+/// `config.speech`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpeechConfig {
+    /// Speech vocabulary size (logits width).
+    pub vocab_size: usize,
+    /// Number of real speech codes (tokens >= this are special).
+    pub num_codes: i64,
+    /// Start-of-speech token id.
+    pub start_token: i64,
+    /// End-of-speech token id.
+    pub stop_token: i64,
+    /// Maximum number of speech positions.
+    pub max_positions: usize,
+    /// Speech tokens per second.
+    pub token_rate_hz: u32,
+}
+
+/// `config.t3`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct T3Config {
+    /// Hidden size `D`.
+    pub hidden_size: usize,
+    /// Layer count `L_layers`.
+    pub num_layers: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// KV heads `H`.
+    pub num_kv_heads: usize,
+    /// Head dim `hd`.
+    pub head_dim: usize,
+    /// Conditioning length (1 + 32 + 1 for the real config).
+    pub cond_len: usize,
+    /// Speaker embedding size.
+    pub speaker_embed_size: usize,
+    /// Maximum prompt speech tokens.
+    pub prompt_max_tokens: usize,
+    /// Prompt crop length in seconds.
+    pub prompt_seconds: f64,
+}
+
+/// `config.voice_encoder`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VoiceEncoderConfig {
+    /// Input sample rate.
+    pub sample_rate: u32,
+    /// Silence trim threshold in dB.
+    pub trim_top_db: f64,
+    /// Embedding size.
+    pub embed_size: usize,
+}
+
+/// `config.s3_tokenizer`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct S3TokenizerConfig {
+    /// Input sample rate.
+    pub sample_rate: u32,
+    /// Longest input in seconds.
+    pub max_seconds: f64,
+}
+
+/// `config.campplus`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampPlusConfig {
+    /// Input sample rate.
+    pub sample_rate: u32,
+    /// X-vector size.
+    pub embed_size: usize,
+}
+
+/// `config.s3gen`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct S3GenConfig {
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Prompt crop length in seconds.
+    pub prompt_seconds: f64,
+    /// Mel bins.
+    pub mel_bins: usize,
+    /// Mel frames per speech token.
+    pub mel_frames_per_token: usize,
+    /// Audio samples per mel frame.
+    pub samples_per_mel_frame: usize,
+    /// Maximum speech tokens (prompt + new).
+    pub max_tokens: usize,
+    /// HiFT harmonics.
+    pub hift_harmonics: usize,
+    /// Zeros at the start of the trim-fade, seconds.
+    pub fade_zeros_seconds: f64,
+    /// Raised-cosine fade-in length, seconds.
+    pub fade_in_seconds: f64,
+}
+
+/// `config.perth`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PerthConfig {
+    /// Watermarker sample rate.
+    pub sample_rate: u32,
+}
+
+/// `generation` section: default request parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerationDefaults {
+    /// Emotion exaggeration.
+    pub exaggeration: f32,
+    /// Classifier-free guidance weight for T3.
+    pub cfg_weight: f32,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// min-p filter.
+    pub min_p: f32,
+    /// top-p filter.
+    pub top_p: f32,
+    /// Repetition penalty.
+    pub repetition_penalty: f32,
+    /// Euler steps of flow matching.
+    pub flow_steps: usize,
+    /// CFG rate of flow matching.
+    pub flow_cfg_rate: f32,
+    /// Maximum new speech tokens.
+    pub max_new_tokens: usize,
+}
+
+/// A file of the bundle with its expected size and digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path relative to the bundle folder.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Lower-case hex sha256.
+    pub sha256: String,
+}
+
+/// One component's graph files and I/O signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComponentSpec {
+    /// `files[0]` is the `.onnx`; a second entry is its external-data file.
+    pub files: Vec<FileEntry>,
+    /// Weight precision (`fp32` or `fp16`).
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// ONNX opset.
+    #[serde(default)]
+    pub opset: Option<u32>,
+    /// Graph inputs, in order.
+    pub inputs: Vec<TensorSpec>,
+    /// Graph outputs, in order.
+    pub outputs: Vec<TensorSpec>,
+    /// Exporter self-check result (informational).
+    #[serde(default)]
+    pub self_check: Option<serde_json::Value>,
+}
+
+fn default_precision() -> String {
+    "fp32".to_string()
+}
+
+impl ComponentSpec {
+    /// Total bytes of this component's files (graph + external data): its weight size.
+    pub fn weight_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+
+    /// The input with this name.
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|t| t.name == name)
+    }
+
+    /// The output with this name.
+    pub fn output(&self, name: &str) -> Option<&TensorSpec> {
+        self.outputs.iter().find(|t| t.name == name)
+    }
+}
+
+/// A graph input or output as declared by the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Dimensions: fixed sizes or symbolic names.
+    pub shape: Vec<Dim>,
+}
+
+impl fmt::Display for TensorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            self.name,
+            self.dtype,
+            DimsDisplay(&self.shape)
+        )
+    }
+}
+
+/// Element types used by bundles.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// 32-bit float.
+    Float32,
+    /// 16-bit float.
+    Float16,
+    /// 64-bit signed integer.
+    Int64,
+    /// 32-bit signed integer.
+    Int32,
+    /// Boolean.
+    Bool,
+}
+
+impl DType {
+    /// The manifest spelling (`float32`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Float32 => "float32",
+            DType::Float16 => "float16",
+            DType::Int64 => "int64",
+            DType::Int32 => "int32",
+            DType::Bool => "bool",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::Float32 | DType::Int32 => 4,
+            DType::Float16 => 2,
+            DType::Int64 => 8,
+            DType::Bool => 1,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One dimension: a fixed size or a symbolic (dynamic) name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(u64),
+    /// A dynamic dimension with this name.
+    Symbolic(String),
+}
+
+impl Dim {
+    /// The fixed size, if fixed.
+    pub fn fixed(&self) -> Option<u64> {
+        match self {
+            Dim::Fixed(n) => Some(*n),
+            Dim::Symbolic(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(n) => write!(f, "{n}"),
+            Dim::Symbolic(s) => write!(f, "\"{s}\""),
+        }
+    }
+}
+
+/// Formats a dim list as `[1, "seq", 80]`.
+pub struct DimsDisplay<'a>(pub &'a [Dim]);
+
+impl fmt::Display for DimsDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+impl Manifest {
+    /// Parses manifest JSON. `path` is only used in error messages.
+    ///
+    /// The schema version is checked before anything else, so a manifest of another
+    /// version reports that rather than a missing field.
+    pub fn from_json(text: &str, path: &Path) -> Result<Manifest> {
+        let raw: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::bundle(path, format!("not valid JSON: {e}")))?;
+        match raw.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) => {
+                return Err(Error::bundle(
+                    path,
+                    format!(
+                    "unsupported schema_version {v} (this engine reads version {SCHEMA_VERSION})"
+                ),
+                ))
+            }
+            None => {
+                return Err(Error::bundle(
+                    path,
+                    "missing or non-integer `schema_version`",
+                ))
+            }
+        }
+        let manifest: Manifest = serde_json::from_value(raw)
+            .map_err(|e| Error::bundle(path, format!("invalid manifest: {e}")))?;
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    /// Structural checks serde cannot express: file paths stay inside the bundle,
+    /// digests are hex, every component has a graph file.
+    fn validate(&self, path: &Path) -> Result<()> {
+        let check_file = |f: &FileEntry, owner: &str| -> Result<()> {
+            let p = Path::new(&f.path);
+            let escapes = p.is_absolute()
+                || p.components().any(|c| {
+                    !matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                });
+            if f.path.is_empty() || escapes {
+                return Err(Error::bundle(
+                    path,
+                    format!(
+                        "{owner}: file path `{}` must be relative and inside the bundle",
+                        f.path
+                    ),
+                ));
+            }
+            if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::bundle(
+                    path,
+                    format!(
+                        "{owner}: `{}` has a malformed sha256 `{}`",
+                        f.path, f.sha256
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        for (name, spec) in &self.components {
+            let owner = format!("component `{name}`");
+            if spec.files.is_empty() {
+                return Err(Error::bundle(path, format!("{owner} lists no files")));
+            }
+            for f in &spec.files {
+                check_file(f, &owner)?;
+            }
+        }
+        for f in &self.files {
+            check_file(f, "files")?;
+        }
+        Ok(())
+    }
+
+    /// The component spec with this manifest key.
+    pub fn component(&self, name: &str) -> Option<&ComponentSpec> {
+        self.components.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dims_parse_fixed_and_symbolic() {
+        let t: TensorSpec =
+            serde_json::from_str(r#"{"name":"x","dtype":"float32","shape":["batch",80,"frames"]}"#)
+                .unwrap();
+        assert_eq!(
+            t.shape,
+            vec![
+                Dim::Symbolic("batch".into()),
+                Dim::Fixed(80),
+                Dim::Symbolic("frames".into())
+            ]
+        );
+        assert_eq!(t.to_string(), r#"x float32 ["batch", 80, "frames"]"#);
+    }
+
+    #[test]
+    fn unknown_dtype_is_rejected() {
+        let r: std::result::Result<TensorSpec, _> =
+            serde_json::from_str(r#"{"name":"x","dtype":"complex64","shape":[1]}"#);
+        assert!(r.is_err());
+    }
+}

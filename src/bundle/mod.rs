@@ -1,0 +1,201 @@
+//! A model bundle on disk: `manifest.json`, one ONNX graph per component, `tokenizer.json`
+//! and the default voice (see `docs/BUNDLE.md`).
+//!
+//! [`Bundle::open`] parses the manifest and verifies the small top-level files (size and
+//! sha256). Component files can be gigabytes, so they are verified lazily by
+//! [`Bundle::verify_component`], once per bundle: the result is cached, so destroying and
+//! re-creating a session (swap residency) does not hash again.
+
+pub mod manifest;
+pub mod voice;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+pub use manifest::{
+    ComponentSpec, Config, DType, Dim, FileEntry, GenerationDefaults, Manifest, TensorSpec,
+};
+pub use voice::Voice;
+
+use crate::error::{Error, Result};
+
+/// The manifest file name inside a bundle.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The tokenizer file name inside a bundle.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The default voice file name inside a bundle.
+pub const VOICE_FILE: &str = "voice.safetensors";
+
+/// An opened, (partly) verified bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    dir: PathBuf,
+    manifest: Manifest,
+    verified: Mutex<HashSet<String>>,
+}
+
+impl Bundle {
+    /// Opens the bundle in `dir`: parses `manifest.json` (schema version 1) and verifies
+    /// the size and sha256 of every top-level file (`tokenizer.json`, `voice.safetensors`).
+    ///
+    /// Component graphs are checked for presence and size here (cheap) and for their sha256
+    /// at first use ([`Bundle::verify_component`]).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Bundle> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(Error::bundle(
+                &dir,
+                "not a folder (expected a bundle folder with manifest.json)",
+            ));
+        }
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text =
+            std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let manifest = Manifest::from_json(&text, &manifest_path)?;
+        let bundle = Bundle {
+            dir,
+            manifest,
+            verified: Mutex::new(HashSet::new()),
+        };
+        for f in &bundle.manifest.files {
+            verify_file(&bundle.dir, f, true)?;
+        }
+        for spec in bundle.manifest.components.values() {
+            for f in &spec.files {
+                verify_file(&bundle.dir, f, false)?;
+            }
+        }
+        Ok(bundle)
+    }
+
+    /// The bundle folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The parsed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Model hyper-parameters (`config`).
+    pub fn config(&self) -> &Config {
+        &self.manifest.config
+    }
+
+    /// Default generation parameters (`generation`).
+    pub fn generation(&self) -> &GenerationDefaults {
+        &self.manifest.generation
+    }
+
+    /// The spec of component `name` (manifest key), or a `Bundle` error if the manifest has none.
+    pub fn component(&self, name: &str) -> Result<&ComponentSpec> {
+        self.manifest.components.get(name).ok_or_else(|| {
+            Error::bundle(
+                self.dir.join(MANIFEST_FILE),
+                format!("no component `{name}` in the manifest"),
+            )
+        })
+    }
+
+    /// Absolute path of a file given relative to the bundle.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    /// Path of `tokenizer.json`.
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.path(TOKENIZER_FILE)
+    }
+
+    /// Path of the default voice.
+    pub fn voice_path(&self) -> PathBuf {
+        self.path(VOICE_FILE)
+    }
+
+    /// Loads the bundle's default voice.
+    pub fn default_voice(&self) -> Result<Voice> {
+        Voice::load(&self.voice_path())
+    }
+
+    /// Verifies size and sha256 of every file of component `name`; cached after the first success.
+    pub fn verify_component(&self, name: &str) -> Result<()> {
+        if self.is_verified(name) {
+            return Ok(());
+        }
+        let spec = self.component(name)?;
+        for f in &spec.files {
+            verify_file(&self.dir, f, true)?;
+        }
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        Ok(())
+    }
+
+    /// Whether component `name` has been fully verified already.
+    pub fn is_verified(&self, name: &str) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+}
+
+/// Checks that `entry` exists with the right size and, if `hash`, the right sha256.
+pub fn verify_file(dir: &Path, entry: &FileEntry, hash: bool) -> Result<()> {
+    let path = dir.join(&entry.path);
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        Error::bundle(
+            &path,
+            format!("missing or unreadable file listed in the manifest: {e}"),
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(Error::bundle(
+            &path,
+            "listed in the manifest but is not a file",
+        ));
+    }
+    if meta.len() != entry.bytes {
+        return Err(Error::bundle(
+            &path,
+            format!(
+                "wrong size: {} bytes, the manifest says {}",
+                meta.len(),
+                entry.bytes
+            ),
+        ));
+    }
+    if hash {
+        let got = sha256_file(&path)?;
+        if !got.eq_ignore_ascii_case(&entry.sha256) {
+            return Err(Error::bundle(
+                &path,
+                format!("wrong sha256: {got}, the manifest says {}", entry.sha256),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Lower-case hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
