@@ -1,0 +1,12 @@
+//! Audio plumbing around the graphs: WAV input/output ([`wav`]), resampling
+//! ([`mod@resample`]), librosa-compatible silence trimming ([`mod@trim`]) and fades
+//! ([`fade`]).
+
+pub mod fade;
+pub mod resample;
+pub mod trim;
+pub mod wav;
+
+pub use resample::resample;
+pub use trim::trim;
+pub use wav::{encode_wav, read_wav, read_wav_bytes, write_wav_atomic, write_wav_to, WavData};
