@@ -1,0 +1,437 @@
+"""T3 side of the export: VoiceEncoder and T3 (text/speech embeddings,
+conditioning encoder, Llama decoder with KV cache + speech head), and the
+T3 / sampler goldens.
+
+Graphs (names exactly as docs/BUNDLE.md):
+  voice_encoder    wav [1, samples] (16 kHz, trimmed)      -> embedding [1, 256]
+  t3_text_embed    tokens [B, text_len]                     -> token_embeds [B, text_len, D], position_embeds [1, text_len, D]
+  t3_speech_embed  tokens, positions [B, speech_len]        -> embeds [B, speech_len, D]
+  t3_cond          speaker_emb [1, 256], prompt_embeds [1, prompt_len, D], exaggeration [1, 1, 1] -> cond [1, cond_len, D]
+  t3_decoder       inputs_embeds [B, seq, D], past_key_i / past_value_i [B, H, past, hd] -> logits [B, seq, 8194], present_*
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import scipy.signal
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chatterbox.models.t3 import T3
+from chatterbox.models.t3.llama_configs import LLAMA_CONFIGS
+from chatterbox.models.t3.modules.cond_enc import T3Cond
+from chatterbox.models.t3.modules.perceiver import Perceiver
+from chatterbox.models.t3.modules.t3_config import T3Config
+from chatterbox.models.voice_encoder import VoiceEncoder
+from chatterbox.models.voice_encoder.config import VoiceEncConfig
+from chatterbox.models.voice_encoder.voice_encoder import get_frame_step
+
+from common import ExportContext, load_safetensors, load_state_dict_strict, log, rel_error, seeded_init
+
+# ----------------------------------------------------------------------------- configs
+
+TINY_LLAMA = "Llama_tiny_cbx"
+TINY_T3 = dict(hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, head_dim=8)
+TINY_PERCEIVER_HEADS = 4
+TINY_VE_HIDDEN = 64
+VE_RATE = 1.3  # partial-utterance rate used by embeds_from_wavs (Resemble's default)
+VE_MIN_COVERAGE = 0.8
+
+
+def _register_tiny_llama() -> None:
+    cfg = dict(LLAMA_CONFIGS["Llama_520M"])
+    cfg.update(TINY_T3)
+    LLAMA_CONFIGS[TINY_LLAMA] = cfg
+
+
+class TinyVoiceEncConfig(VoiceEncConfig):
+    ve_hidden_size = TINY_VE_HIDDEN
+
+
+def build_voice_encoder(config: str, seed: int, checkpoint: Path | None) -> VoiceEncoder:
+    if checkpoint is not None:
+        ve = VoiceEncoder()
+        load_state_dict_strict(ve, checkpoint / "ve.safetensors")
+        return ve.eval()
+    torch.manual_seed(seed)
+    ve = VoiceEncoder(TinyVoiceEncConfig() if config == "tiny" else VoiceEncConfig())
+    return seeded_init(ve, seed + 1).eval()
+
+
+def build_t3(config: str, seed: int, checkpoint: Path | None) -> T3:
+    torch.manual_seed(seed)
+    if config == "tiny":
+        _register_tiny_llama()
+        hp = T3Config.english_only()
+        hp.llama_config_name = TINY_LLAMA
+        t3 = T3(hp)
+        d = TINY_T3["hidden_size"]
+        t3.cond_enc.perceiver = Perceiver(32, d, d, TINY_PERCEIVER_HEADS)
+    else:
+        t3 = T3()
+    if checkpoint is not None:
+        path = checkpoint / "t3_cfg.safetensors"
+        state = load_safetensors(path)
+        if "model" in state.keys():
+            state = state["model"][0]
+        load_state_dict_strict(t3, path, state=state)
+    else:
+        seeded_init(t3, seed + 2)
+    # nothing needs attention weights: use SDPA (the reference's output_attentions forces eager)
+    t3.tfmr.config._attn_implementation = "sdpa"
+    return t3.eval()
+
+
+def t3_config_numbers(t3: T3) -> dict:
+    c = t3.cfg
+    return {
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_hidden_layers,
+        "num_heads": c.num_attention_heads,
+        "num_kv_heads": c.num_key_value_heads,
+        "head_dim": getattr(c, "head_dim", c.hidden_size // c.num_attention_heads),
+        "intermediate_size": c.intermediate_size,
+        "cond_len": 1 + t3.cond_enc.perceiver.pre_attention_query.shape[1] + 1,
+        "speaker_embed_size": t3.hp.speaker_embed_size,
+        "prompt_max_tokens": t3.hp.speech_cond_prompt_len,
+        "prompt_seconds": 6.0,
+    }
+
+
+# ----------------------------------------------------------------------------- graphs
+
+
+class VoiceEncoderGraph(nn.Module):
+    """Trimmed 16 kHz wav -> utterance embedding, exactly `VoiceEncoder.embeds_from_wavs`
+    without the trim: librosa mel (|STFT|^2 of a reflect-padded, periodic-Hann framed
+    signal, slaney mel basis), partial windows (rate 1.3 -> step 77 frames, 160-frame
+    windows, min coverage 0.8, zero padding), LSTM + proj + ReLU + L2 per window,
+    mean, L2."""
+
+    def __init__(self, ve: VoiceEncoder):
+        super().__init__()
+        hp = ve.hp
+        self.lstm, self.proj, self.final_relu = ve.lstm, ve.proj, hp.ve_final_relu
+        self.n_fft, self.hop = hp.n_fft, hp.hop_size
+        assert hp.win_size == hp.n_fft and hp.preemphasis == 0 and hp.mel_type == "amp" and not hp.normalized_mels
+        self.power = hp.mel_power
+        self.win = hp.ve_partial_frames
+        self.step = get_frame_step(0.5, VE_RATE, hp)
+        # smallest remainder r with (r + win - step) / win >= min_coverage, as the reference computes it
+        self.min_rem = next(r for r in range(self.step + 1) if (r + (self.win - self.step)) / self.win >= VE_MIN_COVERAGE)
+        self.num_mels = hp.num_mels
+        window = scipy.signal.get_window("hann", hp.win_size, fftbins=True).astype(np.float64)
+        n_freq = self.n_fft // 2 + 1
+        k = np.arange(n_freq)[:, None]
+        n = np.arange(self.n_fft)[None, :]
+        ang = 2.0 * np.pi * ((k * n) % self.n_fft) / self.n_fft
+        basis = np.concatenate([np.cos(ang) * window, -np.sin(ang) * window], 0)[:, None, :]
+        self.register_buffer("dft", torch.from_numpy(basis.astype(np.float32)), persistent=False)
+        mel = librosa.filters.mel(sr=hp.sample_rate, n_fft=hp.n_fft, n_mels=hp.num_mels, fmin=hp.fmin, fmax=hp.fmax)
+        self.register_buffer("mel_basis", torch.from_numpy(mel.astype(np.float32)), persistent=False)
+        self.n_freq = n_freq
+
+    def mel(self, wav: torch.Tensor) -> torch.Tensor:
+        x = F.pad(wav[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        spec = F.conv1d(x, self.dft, stride=self.hop)  # [1, 2F, T]
+        re, im = spec[:, : self.n_freq], spec[:, self.n_freq :]
+        mag = re * re + im * im
+        if self.power != 2.0:
+            mag = mag ** (self.power / 2.0)
+        return torch.matmul(self.mel_basis, mag)[0].transpose(0, 1)  # [T, M]
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        mel = self.mel(wav)
+        n_frames = torch._shape_as_tensor(mel)[0]
+        a = torch.clamp(n_frames - (self.win - self.step), min=0)
+        n = torch.div(a, self.step, rounding_mode="floor")
+        r = a - n * self.step
+        n_wins = n + ((n == 0) | (r >= self.min_rem)).to(n.dtype)
+        starts = torch.arange(n_wins) * self.step
+        idx = starts[:, None] + torch.arange(self.win)[None, :]  # [n_wins, win]
+        padded = torch.cat([mel, torch.zeros(self.win, self.num_mels, dtype=mel.dtype)], 0)
+        partials = padded[idx]  # [n_wins, win, M]
+        _, (hidden, _) = self.lstm(partials)
+        e = self.proj(hidden[-1])
+        if self.final_relu:
+            e = F.relu(e)
+        e = e / torch.linalg.norm(e, dim=1, keepdim=True)
+        e = e.mean(dim=0, keepdim=True)
+        return e / torch.linalg.norm(e, dim=1, keepdim=True)
+
+
+class TextEmbedGraph(nn.Module):
+    def __init__(self, t3: T3):
+        super().__init__()
+        self.text_emb, self.pos = t3.text_emb, t3.text_pos_emb.emb
+
+    def forward(self, tokens):
+        pos = self.pos(torch.arange(tokens.shape[1]))[None]
+        return self.text_emb(tokens), pos
+
+
+class SpeechEmbedGraph(nn.Module):
+    def __init__(self, t3: T3):
+        super().__init__()
+        self.speech_emb, self.pos = t3.speech_emb, t3.speech_pos_emb.emb
+
+    def forward(self, tokens, positions):
+        return self.speech_emb(tokens) + self.pos(positions)
+
+
+class CondGraph(nn.Module):
+    def __init__(self, t3: T3):
+        super().__init__()
+        self.cond_enc = t3.cond_enc
+
+    def forward(self, speaker_emb, prompt_embeds, exaggeration):
+        placeholder = torch.zeros(1, 1, dtype=torch.long)  # the encoder only checks it is set
+        cond = T3Cond(speaker_emb=speaker_emb, cond_prompt_speech_tokens=placeholder,
+                      cond_prompt_speech_emb=prompt_embeds, emotion_adv=exaggeration)
+        return self.cond_enc(cond)
+
+
+class DecoderGraph(nn.Module):
+    """One Llama pass over `inputs_embeds` with a KV cache, then the speech head.
+    Positions continue from the cache length; the causal mask is built in the graph."""
+
+    def __init__(self, t3: T3):
+        super().__init__()
+        self.tfmr, self.head = t3.tfmr, t3.speech_head
+        self.n_layers = t3.cfg.num_hidden_layers
+
+    def forward(self, inputs_embeds, *past):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.tfmr.config)
+        for i in range(self.n_layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        past_len = torch._shape_as_tensor(past[0])[2]
+        seq = torch._shape_as_tensor(inputs_embeds)[1]
+        cache_position = torch.arange(seq) + past_len
+        out = self.tfmr(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True,
+                        position_ids=cache_position[None], cache_position=cache_position)
+        logits = self.head(out.last_hidden_state)
+        presents = []
+        for i in range(self.n_layers):
+            layer = out.past_key_values.layers[i]
+            presents += [layer.keys, layer.values]
+        return (logits, *presents)
+
+
+def decoder_io_names(n_layers: int):
+    ins, outs = ["inputs_embeds"], ["logits"]
+    for i in range(n_layers):
+        ins += [f"past_key_{i}", f"past_value_{i}"]
+        outs += [f"present_key_{i}", f"present_value_{i}"]
+    return ins, outs
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _speech_noise(n: int, seed: int) -> np.ndarray:
+    """A deterministic speech-like test signal (harmonics + noise bursts + silence)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000.0
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    ph = 2 * np.pi * np.cumsum(f0) / 16000.0
+    x = sum(np.sin(k * ph) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * 0.2
+    x = x + 0.01 * rng.standard_normal(n)
+    return x.astype(np.float32)
+
+
+def export_components(ctx: ExportContext, tts) -> None:
+    t3, ve = tts.t3, tts.ve
+    cfg = t3.cfg
+    d = cfg.hidden_size
+    g = torch.Generator().manual_seed(ctx.seed + 100)
+
+    # voice_encoder
+    veg = VoiceEncoderGraph(ve).eval()
+    wavs = [torch.from_numpy(_speech_noise(n, ctx.seed + i))[None] for i, n in enumerate((40000, 12345, 16000 * 3 + 77))]
+    with torch.no_grad():
+        for w in wavs:  # graph module vs the reference path (no trim: trim is host code)
+            ref = ve.embeds_from_wavs([w[0].numpy()], sample_rate=16000, trim_top_db=None)
+            err = rel_error(ref, veg(w).numpy())
+            log(f"  voice_encoder module vs reference embeds_from_wavs ({w.shape[1]} samples): rel error {err:.3g}")
+            if err > 1e-4:
+                raise RuntimeError(f"voice_encoder graph module differs from the reference: {err:.3g}")
+    ctx.export("voice_encoder", veg, (wavs[0],), ["wav"], ["embedding"],
+               {"wav": {1: "samples"}}, [(w,) for w in wavs[1:]] + [(wavs[0],)])
+
+    # t3_text_embed
+    def tok(b, n, hi):
+        return torch.randint(0, hi, (b, n), generator=g)
+
+    ctx.export("t3_text_embed", TextEmbedGraph(t3), (tok(2, 9, 704),), ["tokens"], ["token_embeds", "position_embeds"],
+               {"tokens": {0: "batch", 1: "text_len"}, "token_embeds": {0: "batch", 1: "text_len"},
+                "position_embeds": {1: "text_len"}},
+               [(tok(2, 5, 704),), (tok(1, 37, 704),)])
+
+    # t3_speech_embed
+    def sp(b, n, start=0):
+        return tok(b, n, 8194), (torch.arange(n) + start)[None].expand(b, n).contiguous()
+
+    ctx.export("t3_speech_embed", SpeechEmbedGraph(t3), sp(2, 7), ["tokens", "positions"], ["embeds"],
+               {"tokens": {0: "batch", 1: "speech_len"}, "positions": {0: "batch", 1: "speech_len"},
+                "embeds": {0: "batch", 1: "speech_len"}},
+               [sp(2, 1, 40), sp(1, 150)])
+
+    # t3_cond
+    def cond_in(p, ex):
+        spk = torch.randn(1, t3.hp.speaker_embed_size, generator=g)
+        spk = spk / spk.norm()
+        return spk, torch.randn(1, p, d, generator=g) * 0.1, torch.full((1, 1, 1), ex)
+
+    ctx.export("t3_cond", CondGraph(t3), cond_in(20, 0.5), ["speaker_emb", "prompt_embeds", "exaggeration"], ["cond"],
+               {"prompt_embeds": {1: "prompt_len"}, "cond": {1: "cond_len"}},
+               [cond_in(150, 0.5), cond_in(7, 1.2)])
+
+    # t3_decoder
+    n_layers, h, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, getattr(cfg, "head_dim", d // cfg.num_attention_heads)
+    ins, outs = decoder_io_names(n_layers)
+
+    def dec_in(b, s, past):
+        x = [torch.randn(b, s, d, generator=g)]
+        for _ in range(2 * n_layers):
+            x.append(torch.randn(b, h, past, hd, generator=g))
+        return tuple(x)
+
+    axes = {"inputs_embeds": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
+    for i in range(n_layers):
+        for kind in ("key", "value"):
+            axes[f"past_{kind}_{i}"] = {0: "batch", 2: "past"}
+            axes[f"present_{kind}_{i}"] = {0: "batch", 2: "total"}
+    ctx.export("t3_decoder", DecoderGraph(t3).eval(), dec_in(2, 3, 4), ins, outs, axes,
+               [dec_in(2, 17, 0), dec_in(2, 1, 23), dec_in(1, 5, 9)], fp16=True,
+               lengths=[{"seq": 17, "past": 0}, {"seq": 1, "past": 23}, {"seq": 5, "past": 9}])
+
+
+# ----------------------------------------------------------------------------- goldens
+
+TF_SPEECH_LEN = 12
+SAMPLER_STEPS = (0, 4, 11)
+SAMPLER_MAX_NEW_TOKENS = 16
+
+
+def _backend(t3: T3):
+    from chatterbox.models.t3.inference.t3_hf_backend import T3HuggingfaceBackend
+
+    return T3HuggingfaceBackend(config=t3.cfg, llama=t3.tfmr, speech_enc=t3.speech_emb, speech_head=t3.speech_head)
+
+
+def _fresh_cond(voice_t3: T3Cond, exaggeration: float) -> T3Cond:
+    return T3Cond(speaker_emb=voice_t3.speaker_emb.clone(),
+                  cond_prompt_speech_tokens=voice_t3.cond_prompt_speech_tokens.clone(),
+                  emotion_adv=exaggeration * torch.ones(1, 1, 1))
+
+
+@torch.inference_mode()
+def make_goldens(ctx: ExportContext, tts, text_tokens: torch.Tensor, gen: dict) -> dict:
+    """T3 goldens: conditioning, teacher-forced logits and sampler steps, all by the
+    reference code (T3.prepare_conditioning / prepare_input_embeds, T3HuggingfaceBackend,
+    the HF logits processors in the order of T3.inference). Returns facts for goldens.json."""
+    t3 = tts.t3
+    hp = t3.hp
+    cfg_weight, temperature = gen["cfg_weight"], gen["temperature"]
+    exaggeration = gen["exaggeration"]
+
+    cond = t3.prepare_conditioning(_fresh_cond(tts.conds.t3, exaggeration))
+    ctx.add_golden("t3_cond", cond, f"T3.prepare_conditioning(voice, emotion_adv={exaggeration}) (speaker 1 + perceiver 32 + emotion 1)")
+
+    # teacher forcing, in the layout of T3.inference: cond | text (uncond row zeroed) | BOS(pos 0) | then
+    # the loop inputs speech_emb(tf[j]) + speech_pos(j), tf[0] = BOS
+    g = torch.Generator().manual_seed(ctx.seed + 7)
+    tf = torch.cat([torch.tensor([[hp.start_speech_token]]),
+                    torch.randint(0, 6561, (1, TF_SPEECH_LEN - 1), generator=g)], 1)
+    text2 = torch.cat([text_tokens, text_tokens]).long()
+    embeds, len_cond = t3.prepare_input_embeds(t3_cond=_fresh_cond(tts.conds.t3, exaggeration), text_tokens=text2,
+                                               speech_tokens=hp.start_speech_token * torch.ones_like(text2[:, :1]),
+                                               cfg_weight=cfg_weight)
+    sp = t3.speech_emb(tf) + t3.speech_pos_emb.get_fixed_embedding(torch.arange(TF_SPEECH_LEN)[None])
+    x = torch.cat([embeds, sp.expand(2, -1, -1)], 1)
+    backend = _backend(t3)
+    out = backend(inputs_embeds=x, past_key_values=None, use_cache=True, output_attentions=False,
+                  output_hidden_states=True, return_dict=True)
+    tf_logits = out.logits[:, -TF_SPEECH_LEN:]
+    ctx.add_golden("tf_speech_tokens", tf, "fixed speech tokens, BOS (6561) first, the rest seeded uniform < 6561")
+    ctx.add_golden("tf_logits", tf_logits,
+                   "T3HuggingfaceBackend logits (both CFG rows) at the last S positions of: cond | text_emb+text_pos "
+                   "(row 1 text_emb zeroed) | speech_emb(6561)+speech_pos(0) | speech_emb(tf[j])+speech_pos(j), j<S "
+                   "(the layout of T3.inference, where BOS appears twice); one pass, no cache")
+
+    # same thing with the KV cache, step by step, as the engine runs it
+    prefix = x[:, : x.shape[1] - TF_SPEECH_LEN + 1]
+    o = backend(inputs_embeds=prefix, past_key_values=None, use_cache=True, output_hidden_states=True, return_dict=True)
+    steps = [o.logits[:, -1]]
+    past = o.past_key_values
+    for j in range(1, TF_SPEECH_LEN):
+        o = backend(inputs_embeds=x[:, x.shape[1] - TF_SPEECH_LEN + j:][:, :1], past_key_values=past,
+                    output_hidden_states=True, return_dict=True)
+        past = o.past_key_values
+        steps.append(o.logits[:, -1])
+    err = rel_error(tf_logits.numpy(), torch.stack(steps, 1).numpy())
+    log(f"  tf_logits one-pass vs cached steps: rel error {err:.3g}")
+
+    # sampler: the loop of T3.inference, recording steps k
+    from transformers.generation.logits_process import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
+                                                        TopPLogitsWarper)
+
+    top_p_warper = TopPLogitsWarper(top_p=gen["top_p"])
+    min_p_warper = MinPLogitsWarper(min_p=gen["min_p"])
+    rep = RepetitionPenaltyLogitsProcessor(penalty=float(gen["repetition_penalty"]))
+    sampler_seed = ctx.seed + 11
+    torch.manual_seed(sampler_seed)
+    embeds, _ = t3.prepare_input_embeds(t3_cond=_fresh_cond(tts.conds.t3, exaggeration), text_tokens=text2,
+                                        speech_tokens=hp.start_speech_token * torch.ones_like(text2[:, :1]),
+                                        cfg_weight=cfg_weight)
+    bos = torch.tensor([[hp.start_speech_token]])
+    bos_embed = t3.speech_emb(bos) + t3.speech_pos_emb.get_fixed_embedding(0)
+    output = backend(inputs_embeds=torch.cat([embeds, torch.cat([bos_embed, bos_embed])], 1), past_key_values=None,
+                     use_cache=True, output_attentions=False, output_hidden_states=True, return_dict=True)
+    past = output.past_key_values
+    generated = bos.clone()
+    sampled = []
+    for i in range(SAMPLER_MAX_NEW_TOKENS):
+        logits_step = output.logits[:, -1, :]
+        c, u = logits_step[0:1], logits_step[1:2]
+        logits = c + torch.as_tensor(cfg_weight, dtype=c.dtype) * (c - u)
+        ids = generated[:1]
+        logits = rep(ids, logits)
+        if temperature != 1.0:
+            logits = logits / temperature
+        logits = min_p_warper(ids, logits)
+        logits = top_p_warper(ids, logits)
+        if i in SAMPLER_STEPS:
+            ctx.add_golden(f"sampler_logits_{i}", logits_step, f"raw T3 logits (cond, uncond rows) at sampler step {i}")
+            ctx.add_golden(f"sampler_history_{i}", generated[0].clone(), f"ids before step {i} (BOS first) for the repetition penalty")
+            ctx.add_golden(f"sampler_processed_{i}", logits,
+                           f"step {i}: CFG (w={cfg_weight}), repetition penalty {gen['repetition_penalty']}, "
+                           f"/temperature {temperature}, min_p {gen['min_p']}, top_p {gen['top_p']} (-inf where removed)")
+        probs = torch.softmax(logits, dim=-1)
+        nxt = torch.multinomial(probs, num_samples=1)
+        sampled.append(int(nxt))
+        generated = torch.cat([generated, nxt], 1)
+        if int(nxt) == hp.stop_speech_token:
+            break
+        e = t3.speech_emb(nxt) + t3.speech_pos_emb.get_fixed_embedding(i + 1)
+        output = backend(inputs_embeds=torch.cat([e, e]), past_key_values=past, output_attentions=False,
+                         output_hidden_states=True, return_dict=True)
+        past = output.past_key_values
+    # the replica above must be the reference loop: same torch seed -> same tokens
+    torch.manual_seed(sampler_seed)
+    ref_tokens = t3.inference(t3_cond=_fresh_cond(tts.conds.t3, exaggeration), text_tokens=text2,
+                              max_new_tokens=len(sampled), temperature=temperature, cfg_weight=cfg_weight,
+                              repetition_penalty=gen["repetition_penalty"], min_p=gen["min_p"], top_p=gen["top_p"])
+    if ref_tokens[0].tolist() != sampled:
+        raise RuntimeError(f"sampler replica diverges from T3.inference: {sampled} vs {ref_tokens[0].tolist()}")
+    ctx.add_golden("t3_sampled_tokens", torch.tensor(sampled), f"T3.inference tokens with torch.manual_seed({sampler_seed}) "
+                   "(torch's RNG: informative only, the engine's RNG differs)")
+    return {"tf_speech_len": TF_SPEECH_LEN, "tf_seed": ctx.seed + 7, "sampler_steps": list(SAMPLER_STEPS),
+            "sampler_torch_seed": sampler_seed, "tf_cached_vs_one_pass_rel_error": err}

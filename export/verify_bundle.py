@@ -1,0 +1,440 @@
+"""Checks a chatterbox-ort bundle (docs/BUNDLE.md).
+
+    python export/verify_bundle.py BUNDLE_DIR [--reproduce]
+
+Checks the manifest against export/manifest.schema.json, every listed file's size
+and sha256, loads every component in onnxruntime, compares its real inputs and
+outputs with the manifest and rejects randomness-producing ops. --reproduce
+re-runs the export with the manifest's config / seed / precision (and the bundle's
+own goldens/ref.wav) into a temporary folder and requires identical files; a file
+that differs is accepted only when its graph gives identical outputs on fixed inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SCHEMA_PATH = HERE / "manifest.schema.json"
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+class SchemaError(Exception):
+    pass
+
+
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _check(value, schema: dict, root: dict, where: str) -> None:
+    """A validator for the JSON Schema subset manifest.schema.json uses
+    ($ref, type, const, enum, required, properties, additionalProperties, items,
+    minItems, maxItems, minimum, minLength, pattern)."""
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            raise SchemaError(f"unsupported $ref {ref}")
+        target = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        _check(value, target, root, where)
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[t](value) for t in types):
+            raise SchemaError(f"{where}: expected {' or '.join(types)}, got {type(value).__name__} {value!r:.60}")
+    if "const" in schema and value != schema["const"]:
+        raise SchemaError(f"{where}: must be {schema['const']!r}, got {value!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise SchemaError(f"{where}: {value!r} not one of {schema['enum']}")
+    if isinstance(value, dict):
+        for k in schema.get("required", []):
+            if k not in value:
+                raise SchemaError(f"{where}: missing required key {k!r}")
+        props = schema.get("properties", {})
+        for k, v in value.items():
+            if k in props:
+                _check(v, props[k], root, f"{where}.{k}")
+            elif "additionalProperties" in schema:
+                ap = schema["additionalProperties"]
+                if ap is False:
+                    raise SchemaError(f"{where}: unexpected key {k!r}")
+                if isinstance(ap, dict):
+                    _check(v, ap, root, f"{where}.{k}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise SchemaError(f"{where}: needs at least {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise SchemaError(f"{where}: at most {schema['maxItems']} items")
+        if "items" in schema:
+            for i, v in enumerate(value):
+                _check(v, schema["items"], root, f"{where}[{i}]")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            raise SchemaError(f"{where}: string too short")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise SchemaError(f"{where}: {value!r} does not match {schema['pattern']}")
+    if _TYPES["number"](value) and "minimum" in schema and value < schema["minimum"]:
+        raise SchemaError(f"{where}: {value} < minimum {schema['minimum']}")
+
+
+def validate_manifest(manifest: dict) -> None:
+    """Validates with `jsonschema` when installed, else with the subset validator above."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    try:
+        import jsonschema
+    except ImportError:
+        _check(manifest, schema, schema, "manifest")
+        return
+    try:
+        jsonschema.Draft202012Validator(schema).validate(manifest)
+    except jsonschema.ValidationError as e:
+        raise SchemaError(f"manifest.{'.'.join(map(str, e.absolute_path))}: {e.message}") from None
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def all_files(manifest: dict) -> list[dict]:
+    out = [f for c in manifest["components"].values() for f in c["files"]]
+    return out + list(manifest["files"])
+
+
+def check_files(bundle: Path, manifest: dict) -> list[str]:
+    from common import sha256_file
+
+    errors = []
+    for f in all_files(manifest):
+        p = bundle / f["path"]
+        if not p.is_file():
+            errors.append(f"{f['path']}: listed in the manifest but missing")
+            continue
+        if p.stat().st_size != f["bytes"]:
+            errors.append(f"{f['path']}: {p.stat().st_size} bytes, manifest says {f['bytes']}")
+        elif sha256_file(p) != f["sha256"]:
+            errors.append(f"{f['path']}: sha256 differs from the manifest")
+    for name, c in manifest["components"].items():
+        if c["files"][0]["path"] != f"{name}.onnx":
+            errors.append(f"component {name}: files[0] is {c['files'][0]['path']}, expected {name}.onnx")
+    return errors
+
+
+def _dims(vi) -> list:
+    out = []
+    for d in vi.type.tensor_type.shape.dim:
+        out.append(int(d.dim_value) if d.HasField("dim_value") else d.dim_param)
+    return out
+
+
+def check_components(bundle: Path, manifest: dict) -> list[str]:
+    import onnx
+
+    from common import _ONNX_DTYPES, RANDOM_OPS, graph_ops, ort_session
+
+    errors = []
+    for name, c in manifest["components"].items():
+        path = bundle / c["files"][0]["path"]
+        if not path.is_file():
+            continue
+        model = onnx.load(str(path), load_external_data=False)
+        bad = sorted(graph_ops(model) & RANDOM_OPS)
+        if bad:
+            errors.append(f"component {name}: randomness-producing ops {bad}")
+        if model.opset_import and all(o.version != c["opset"] for o in model.opset_import if o.domain in ("", "ai.onnx")):
+            errors.append(f"component {name}: opset differs from the manifest's {c['opset']}")
+        for kind, vis in (("inputs", model.graph.input), ("outputs", model.graph.output)):
+            got = [(v.name, _ONNX_DTYPES.get(v.type.tensor_type.elem_type, "?"), _dims(v)) for v in vis]
+            want = [(t["name"], t["dtype"], t["shape"]) for t in c[kind]]
+            if [g[:2] for g in got] != [w[:2] for w in want]:
+                errors.append(f"component {name}: {kind} {[g[:2] for g in got]} != manifest {[w[:2] for w in want]}")
+                continue
+            for (n, _, gs), (_, _, ws) in zip(got, want):
+                if len(gs) != len(ws) or any(isinstance(w, int) and g != w for g, w in zip(gs, ws)):
+                    errors.append(f"component {name}: {n} shape {gs} != manifest {ws}")
+        try:
+            ort_session(path)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"component {name}: onnxruntime cannot load it ({type(e).__name__}: {str(e)[:200]})")
+        else:
+            print(f"  ok {name}: {sum(f['bytes'] for f in c['files']) / 1e6:.2f} MB, {c['precision']}, "
+                  f"self-check {c['self_check']['max_rel_error']:.3g}")
+    return errors
+
+
+# ----------------------------------------------------------------------------- goldens
+
+GOLDEN_TOLERANCE = 1e-3
+
+
+def sampler_reference(logits2, history, cfg_weight, penalty, temperature, min_p, top_p):
+    """The host-side sampler of docs/BUNDLE.md in numpy (CFG, repetition penalty,
+    temperature, min_p, top_p), used to check that description against the goldens."""
+    import numpy as np
+
+    c, u = logits2[0].astype(np.float32), logits2[1].astype(np.float32)
+    x = c + np.float32(cfg_weight) * (c - u)
+    ids = np.unique(history)
+    v = x[ids]
+    x[ids] = np.where(v < 0, v * np.float32(penalty), v / np.float32(penalty))
+    x = x / np.float32(temperature)
+    p = np.exp(x - x.max())
+    p /= p.sum()
+    x = np.where(p < min_p * p.max(), -np.inf, x).astype(np.float32)
+    if top_p < 1.0:
+        order = np.argsort(x)  # ascending, as HF's TopPLogitsWarper
+        q = np.exp(x[order] - x.max())
+        cum = np.cumsum(q / q.sum())
+        drop = cum <= 1 - top_p
+        drop[-1] = False
+        x[order[drop]] = -np.inf
+    return x[None]
+
+
+def check_goldens(bundle: Path, manifest: dict) -> list[str]:
+    """Runs the bundle's graphs on the golden inputs and compares with the reference
+    outputs in goldens/goldens.safetensors (T3 chain, sampler rules, S3Gen chain)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from common import ort_session, rel_error
+
+    gpath = bundle / "goldens" / "goldens.safetensors"
+    if not gpath.is_file():
+        return []
+    g = load_file(str(gpath))
+    facts = json.loads((bundle / "goldens" / "goldens.json").read_text())
+    gen = manifest["generation"]
+    sess = {}
+
+    def run(name, **feed):
+        if name not in sess:
+            sess[name] = ort_session(bundle / f"{name}.onnx")
+        return sess[name].run(None, feed)
+
+    errors = []
+
+    def compare(what, ref, got, tol=GOLDEN_TOLERANCE):
+        e = rel_error(ref, got)
+        print(f"  golden {what}: rel error {e:.3g}")
+        if not e <= tol:
+            errors.append(f"golden {what}: rel error {e:.3g} > {tol}")
+
+    def tokens_match(what, ref, got):
+        ref, got = np.asarray(ref).reshape(-1), np.asarray(got).reshape(-1)
+        n = min(len(ref), len(got))
+        bad = int((ref[:n] != got[:n]).sum()) + abs(len(ref) - len(got))
+        print(f"  golden {what}: {bad} of {len(ref)} tokens differ")
+        if bad > 0.01 * len(ref):
+            errors.append(f"golden {what}: {bad} of {len(ref)} tokens differ")
+
+    f32 = np.float32
+    # conditioning
+    compare("voice_encoder(ve_trimmed) vs ve_embedding", g["ve_embedding"], run("voice_encoder", wav=g["ve_trimmed"][None])[0])
+    n16 = 6 * 16000
+    tokens_match("s3_tokenizer(ref_16k[:6 s]) vs t3_prompt_tokens",
+                 g["t3_prompt_tokens"], run("s3_tokenizer", wav=g["ref_16k"][None, :n16])[0][:, :150])
+    s3t = run("s3_tokenizer", wav=g["s3gen_ref_16k"][None])[0]
+    n_tok = g["s3gen_prompt_tokens"].shape[1]
+    tokens_match("s3_tokenizer(s3gen_ref_16k) vs s3gen_prompt_tokens", g["s3gen_prompt_tokens"], s3t[:, :n_tok])
+    compare("campplus(s3gen_ref_16k) vs xvector", g["xvector"], run("campplus", wav=g["s3gen_ref_16k"][None])[0])
+    mel = run("s3gen_mel", wav=g["ref_24k"][None, : 10 * 24000])[0]
+    compare("s3gen_mel(ref_24k[:10 s]) vs prompt_mel", g["prompt_mel"], mel[:, : g["prompt_mel"].shape[1]])
+
+    # T3 chain
+    p = g["t3_prompt_tokens"]
+    pe = run("t3_speech_embed", tokens=p, positions=np.arange(p.shape[1], dtype=np.int64)[None])[0]
+    cond = run("t3_cond", speaker_emb=g["ve_embedding"], prompt_embeds=pe,
+               exaggeration=np.full((1, 1, 1), gen["exaggeration"], f32))[0]
+    compare("t3_cond", g["t3_cond"], cond)
+    text = np.concatenate([g["text_tokens"]] * 2)
+    te, tp = run("t3_text_embed", tokens=text)
+    te[1] = 0
+    tf = g["tf_speech_tokens"]
+    s = tf.shape[1]
+    bos = run("t3_speech_embed", tokens=np.full((2, 1), 6561, np.int64), positions=np.zeros((2, 1), np.int64))[0]
+    sp = run("t3_speech_embed", tokens=np.concatenate([tf] * 2), positions=np.tile(np.arange(s, dtype=np.int64), (2, 1)))[0]
+    x = np.concatenate([np.concatenate([cond] * 2), te + tp, bos, sp[:, :1]], 1)
+    dec = manifest["components"]["t3_decoder"]
+    n_layers = sum(1 for i in dec["inputs"] if i["name"].startswith("past_key_"))
+    kv = {i["name"]: np.zeros([2] + [0 if d == "past" else d for d in i["shape"][1:]], f32)
+          for i in dec["inputs"] if i["name"].startswith("past_")}
+    logits = []
+    for j in range(s):
+        out = run("t3_decoder", inputs_embeds=x if j == 0 else sp[:, j:j + 1], **kv)
+        logits.append(out[0][:, -1])
+        kv = {f"past_{kind}_{i}": out[1 + 2 * i + (kind == "value")] for i in range(n_layers) for kind in ("key", "value")}
+    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], np.stack(logits, 1))
+
+    # sampler rules
+    for k in facts.get("t3", {}).get("sampler_steps", []):
+        got = sampler_reference(g[f"sampler_logits_{k}"], g[f"sampler_history_{k}"], gen["cfg_weight"],
+                                gen["repetition_penalty"], gen["temperature"], gen["min_p"], gen["top_p"])
+        ref = g[f"sampler_processed_{k}"]
+        same_mask = np.array_equal(np.isinf(ref), np.isinf(got))
+        fin = np.isfinite(ref)
+        e = rel_error(ref[fin], got[fin]) if same_mask else float("inf")
+        print(f"  golden sampler step {k}: kept set {'identical' if same_mask else 'DIFFERS'}, rel error {e:.3g}")
+        if not (same_mask and e <= 1e-6):
+            errors.append(f"golden sampler step {k}: the BUNDLE.md sampler rules do not reproduce sampler_processed_{k}")
+
+    # S3Gen chain
+    if "flow_tokens" in g:
+        toks = np.concatenate([g["s3gen_prompt_tokens"], g["flow_tokens"]], 1)
+        mu, spks = run("flow_encoder", tokens=toks, speaker_emb=g["xvector"])
+        compare("flow_encoder vs flow_mu", g["flow_mu"], mu)
+        steps = int(gen["flow_steps"])
+        rate = f32(gen["flow_cfg_rate"])
+        frames = mu.shape[2]
+        n_prompt = 2 * g["s3gen_prompt_tokens"].shape[1]
+        condm = np.zeros((1, 80, frames), f32)
+        condm[:, :, :n_prompt] = g["prompt_mel"].transpose(0, 2, 1)
+        t_span = (1 - np.cos(np.linspace(0, 1, steps + 1, dtype=np.float64) * 0.5 * np.pi)).astype(f32)
+        xcur = g["flow_noise"].copy()
+        mask = np.ones((2, 1, frames), f32)
+        for i in range(steps):
+            t, dt = t_span[i], t_span[i + 1] - t_span[i]
+            v = run("flow_estimator", x=np.concatenate([xcur] * 2), mask=mask, mu=np.concatenate([mu, 0 * mu]),
+                    t=np.full((2,), t, f32), spks=np.concatenate([spks, 0 * spks]),
+                    cond=np.concatenate([condm, 0 * condm]))[0]
+            xcur = xcur + dt * ((1 + rate) * v[:1] - rate * v[1:])
+        compare("Euler loop (flow_estimator) vs flow_mel", g["flow_mel"], xcur[:, :, n_prompt:], tol=1e-2)
+        wav = run("hift", mel=g["flow_mel"], phase_init=g["hift_phase_init"], sine_noise=g["hift_sine_noise"])[0]
+        compare("hift(flow_mel) vs hift_wav", g["hift_wav"], wav)
+        compare("perth(wm_input_32k) vs wm_output_32k", g["wm_output_32k"], run("perth", wav=g["wm_input_32k"])[0])
+    return errors
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+_FIXED_DIMS = {"batch": 2, "seq": 3, "past": 4, "total": 7, "text_len": 6, "speech_len": 5, "prompt_len": 8,
+               "cond_len": 34, "samples": 19200, "frames": 40, "tokens": 20}
+
+
+def _fixed_inputs(sess, seed: int = 0) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else _FIXED_DIMS.get(d, 4) for d in i.shape]
+        if "int64" in i.type:
+            feed[i.name] = rng.integers(0, 100, shape).astype(np.int64)
+        else:
+            feed[i.name] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+    return feed
+
+
+def same_outputs(a: Path, b: Path) -> tuple[bool, str]:
+    import numpy as np
+
+    from common import ort_session
+
+    sa, sb = ort_session(a), ort_session(b)
+    feed = _fixed_inputs(sa)
+    try:
+        oa, ob = sa.run(None, feed), sb.run(None, feed)
+    except Exception as e:  # noqa: BLE001
+        return False, f"could not run on fixed inputs ({type(e).__name__})"
+    for x, y in zip(oa, ob):
+        if x.shape != y.shape or not np.array_equal(x, y):
+            return False, "outputs differ on fixed inputs"
+    return True, "same outputs on fixed inputs (file bytes differ)"
+
+
+def reproduce(bundle: Path, manifest: dict) -> list[str]:
+    import export_bundle
+
+    m = manifest["model"]
+    argv = ["--config", m["config"], "--out", None]
+    if m["origin"]["kind"] == "checkpoint":
+        argv += ["--checkpoint", m["origin"]["path"]]
+    else:
+        argv += ["--seed", str(m["origin"]["seed"])]
+    if any(c["precision"] == "fp16" for c in manifest["components"].values()):
+        argv += ["--precision", "fp16"]
+    ref = bundle / "goldens" / "ref.wav"
+    if ref.is_file():
+        argv += ["--ref-wav", str(ref)]
+        if m["config"] != "tiny":
+            argv += ["--goldens"]
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="cbx-reproduce-") as tmp:
+        argv[argv.index("--out") + 1] = tmp
+        print(f"re-exporting: export_bundle.py {' '.join(argv)}")
+        again = export_bundle.run(export_bundle.parse_args(argv))
+        tmp = Path(tmp)
+        want = {f["path"]: f for f in all_files(manifest)}
+        got = {f["path"]: f for f in all_files(again)}
+        if set(want) != set(got):
+            errors.append(f"file lists differ: only in bundle {sorted(set(want) - set(got))}, "
+                          f"only in re-export {sorted(set(got) - set(want))}")
+        comp_of = {c["files"][0]["path"]: c["files"][0]["path"] for c in manifest["components"].values()}
+        for path in sorted(set(want) & set(got)):
+            if want[path]["sha256"] == got[path]["sha256"]:
+                print(f"  identical {path}")
+                continue
+            onnx_path = path[: -len(".data")] if path.endswith(".onnx.data") else path
+            if onnx_path in comp_of:
+                ok, why = same_outputs(bundle / onnx_path, tmp / onnx_path)
+                (print if ok else errors.append)(f"  {path}: {why}" if ok else f"{path}: {why}")
+            else:
+                errors.append(f"{path}: differs from the re-export")
+        gold = Path("goldens") / "goldens.safetensors"
+        if (bundle / gold).is_file():
+            from common import sha256_file
+
+            if not (tmp / gold).is_file() or sha256_file(bundle / gold) != sha256_file(tmp / gold):
+                errors.append(f"{gold}: differs from the re-export")
+            else:
+                print(f"  identical {gold}")
+    return errors
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Verify a chatterbox-ort bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--reproduce", action="store_true", help="re-run the export and compare")
+    args = p.parse_args(argv)
+    mpath = args.bundle / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"error: {mpath}: {e}", file=sys.stderr)
+        return 2
+    errors = []
+    try:
+        validate_manifest(manifest)
+        print("manifest: valid against export/manifest.schema.json")
+    except SchemaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    errors += check_files(args.bundle, manifest)
+    errors += check_components(args.bundle, manifest)
+    if not errors:
+        errors += check_goldens(args.bundle, manifest)
+    if not errors and args.reproduce:
+        errors += reproduce(args.bundle, manifest)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    print("bundle OK" if not errors else f"{len(errors)} problem(s)")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
