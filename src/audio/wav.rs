@@ -45,8 +45,7 @@ impl WavData {
 /// non-empty file).
 pub fn read_wav(path: &Path, min_seconds: f32) -> Result<WavData> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::invalid_audio(format!("cannot open `{name}`: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     decode(std::io::BufReader::new(file), &name, min_seconds)
 }
 

@@ -1,0 +1,423 @@
+//! `chatterbox-ort`: the command-line shell over the library.
+//!
+//! ```text
+//! chatterbox-ort say "Hello there." -o hello.wav
+//! chatterbox-ort voice ref.wav -o voice.safetensors
+//! chatterbox-ort info
+//! ```
+//!
+//! Errors are printed as one line on stderr with a non-zero exit status; no
+//! output file is left behind on failure.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use chatterbox_ort::bundle::{Bundle, GenerationDefaults};
+use chatterbox_ort::{audio, conditioning, Engine, EngineOptions, Provider, Request, Voice};
+
+/// Chatterbox text-to-speech on ONNX Runtime.
+#[derive(Parser, Debug)]
+#[command(name = "chatterbox-ort", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Synthesize speech from text into a 24 kHz mono WAV.
+    Say(SayArgs),
+    /// Build a voice from a reference WAV and save it (safetensors).
+    Voice(VoiceArgs),
+    /// Show the bundle, its components, ONNX Runtime's version and providers.
+    Info(EngineArgs),
+    /// Benchmark residency modes (each in a fresh process) against `resident`.
+    Bench(chatterbox_ort::bench::BenchArgs),
+    /// One benchmark mode in this process (run by `bench`; prints one JSON line).
+    #[command(hide = true)]
+    BenchWorker(chatterbox_ort::bench::WorkerArgs),
+}
+
+/// Where the model comes from and how it runs.
+#[derive(Args, Debug, Clone)]
+struct EngineArgs {
+    /// Bundle folder. Default: $CHATTERBOX_ORT_BUNDLE, else `onnx/tiny` under the
+    /// current folder or the crate folder.
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// Execution provider: cpu, cuda[:N] or auto[:N].
+    #[arg(long, default_value = "cpu", value_name = "PROVIDER")]
+    provider: String,
+    /// ONNX Runtime intra-op threads per session.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct SayArgs {
+    /// The text to speak (or use --text-file).
+    #[arg(value_name = "TEXT", conflicts_with = "text_file")]
+    text: Option<String>,
+    /// Read the text from a UTF-8 file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    text_file: Option<PathBuf>,
+    /// Output WAV (`-` for stdout).
+    #[arg(short, long, default_value = "out.wav", value_name = "FILE")]
+    output: PathBuf,
+    /// Reference clip to clone the voice from (WAV, any rate).
+    #[arg(long, value_name = "WAV", conflicts_with = "voice_file")]
+    voice: Option<PathBuf>,
+    /// A voice saved by `chatterbox-ort voice`.
+    #[arg(long, value_name = "FILE")]
+    voice_file: Option<PathBuf>,
+    /// Emotion exaggeration (>= 0; 0.5 neutral).
+    #[arg(long)]
+    exaggeration: Option<f32>,
+    /// T3 classifier-free guidance weight (>= 0).
+    #[arg(long)]
+    cfg_weight: Option<f32>,
+    /// Sampling temperature (> 0).
+    #[arg(long, allow_negative_numbers = true)]
+    temperature: Option<f32>,
+    /// min-p filter, in [0, 1).
+    #[arg(long, allow_negative_numbers = true)]
+    min_p: Option<f32>,
+    /// top-p filter, in (0, 1].
+    #[arg(long, allow_negative_numbers = true)]
+    top_p: Option<f32>,
+    /// Repetition penalty (> 0).
+    #[arg(long, allow_negative_numbers = true)]
+    repetition_penalty: Option<f32>,
+    /// Random seed (same seed, same audio).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Most speech tokens per text chunk (25 per second of audio).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// Euler steps of the flow matching (>= 1).
+    #[arg(long)]
+    flow_steps: Option<usize>,
+    /// Do not embed the Perth watermark.
+    #[arg(long)]
+    no_watermark: bool,
+    /// Print per-stage timings and host statistics as JSON (stdout, or stderr with `-o -`).
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+struct VoiceArgs {
+    /// Reference clip (WAV, any rate, at least 0.5 s).
+    #[arg(value_name = "WAV")]
+    reference: PathBuf,
+    /// Output voice file.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHATTERBOX_ORT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Say(args) => say(args),
+        Command::Voice(args) => voice(args),
+        Command::Info(args) => info(args),
+        Command::Bench(args) => chatterbox_ort::bench::run_cli(&args),
+        Command::BenchWorker(args) => chatterbox_ort::bench::run_worker(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace(['\n', '\r'], " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The bundle folder: `--bundle`, else `$CHATTERBOX_ORT_BUNDLE`, else `onnx/tiny`
+/// relative to the current folder or to the crate folder of this build.
+fn bundle_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("CHATTERBOX_ORT_BUNDLE").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let local = PathBuf::from("onnx/tiny");
+    if local.join("manifest.json").is_file() {
+        return Ok(local);
+    }
+    let baked = Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny");
+    if baked.join("manifest.json").is_file() {
+        return Ok(baked);
+    }
+    bail!("no bundle found: pass --bundle DIR or set CHATTERBOX_ORT_BUNDLE (looked for onnx/tiny in the current folder and in {})", baked.display())
+}
+
+fn load_engine(args: &EngineArgs) -> Result<Engine> {
+    let dir = bundle_dir(args.bundle.as_deref())?;
+    load_engine_from(&dir, args)
+}
+
+fn load_engine_from(dir: &Path, args: &EngineArgs) -> Result<Engine> {
+    let provider: Provider = args.provider.parse()?;
+    if args.threads == Some(0) {
+        bail!("invalid argument `threads`: must be >= 1");
+    }
+    let mut opts = EngineOptions::new(dir);
+    opts.provider = provider;
+    opts.threads = args.threads;
+    Ok(Engine::load(opts)?)
+}
+
+/// Reads the text argument or file; a file must be UTF-8.
+fn read_text(args: &SayArgs) -> Result<String> {
+    match (&args.text, &args.text_file) {
+        (Some(t), None) => Ok(t.clone()),
+        (None, Some(path)) => {
+            let (bytes, name) = if path.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .context("reading the text from stdin")?;
+                (buf, "stdin".to_string())
+            } else {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading text file `{}`", path.display()))?;
+                (bytes, format!("`{}`", path.display()))
+            };
+            String::from_utf8(bytes).map_err(|e| {
+                anyhow!(
+                    "invalid text: text file {name} is not valid UTF-8 (at byte {})",
+                    e.utf8_error().valid_up_to()
+                )
+            })
+        }
+        (None, None) => bail!("no text: give TEXT or --text-file FILE"),
+        (Some(_), Some(_)) => bail!("give either TEXT or --text-file, not both"),
+    }
+}
+
+fn request(defaults: &GenerationDefaults, args: &SayArgs) -> Request {
+    let mut r = Request::from_generation(defaults);
+    if let Some(v) = args.exaggeration {
+        r.exaggeration = v;
+    }
+    if let Some(v) = args.cfg_weight {
+        r.cfg_weight = v;
+    }
+    if let Some(v) = args.temperature {
+        r.temperature = v;
+    }
+    if let Some(v) = args.min_p {
+        r.min_p = v;
+    }
+    if let Some(v) = args.top_p {
+        r.top_p = v;
+    }
+    if let Some(v) = args.repetition_penalty {
+        r.repetition_penalty = v;
+    }
+    if let Some(v) = args.seed {
+        r.seed = v;
+    }
+    if let Some(v) = args.max_new_tokens {
+        r.max_new_tokens = v;
+    }
+    if let Some(v) = args.flow_steps {
+        r.flow_steps = v;
+    }
+    if args.no_watermark {
+        r.watermark = false;
+    }
+    r
+}
+
+fn say(args: SayArgs) -> Result<()> {
+    let wall = Instant::now();
+    let text = read_text(&args)?;
+    if text.trim().is_empty() {
+        // Checked before loading anything; the library reports the same error.
+        bail!("invalid text: the text is empty or whitespace only");
+    }
+    // Everything that can be checked without sessions is checked before loading them.
+    let dir = bundle_dir(args.engine.bundle.as_deref())?;
+    let req = request(Bundle::open(&dir)?.generation(), &args);
+    req.validate()?;
+    let reference = match &args.voice {
+        Some(path) => Some(audio::read_wav(
+            path,
+            conditioning::MIN_VOICE_SECONDS as f32,
+        )?),
+        None => None,
+    };
+    let engine = load_engine_from(&dir, &args.engine)?;
+    let loaded;
+    let voice: &Voice = if let (Some(wav), Some(path)) = (&reference, &args.voice) {
+        loaded = engine
+            .voice_from_samples(&wav.samples, wav.sample_rate)
+            .with_context(|| format!("reference clip `{}`", path.display()))?;
+        &loaded
+    } else if let Some(file) = &args.voice_file {
+        loaded = Voice::load(file)?;
+        &loaded
+    } else {
+        engine.default_voice()
+    };
+    let chunks = engine.text_chunks(&text)?.len();
+
+    let bar = ProgressBar::with_draw_target(Some(chunks as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} chunk {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let audio = engine.synthesize_with_progress(
+        &text,
+        voice,
+        &req,
+        &mut |p| {
+            bar.set_position(p.chunk as u64);
+            bar.set_message(format!("{} tokens", p.tokens));
+            true
+        },
+        &mut |_| {
+            bar.inc(1);
+            true
+        },
+    );
+    bar.finish_and_clear();
+    let audio = audio?;
+
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout {
+        let bytes = audio::wav::encode_wav(&audio.samples, audio.sample_rate)?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes).context("writing the WAV to stdout")?;
+        out.flush().context("writing the WAV to stdout")?;
+    } else {
+        audio::write_wav_atomic(&args.output, &audio.samples, audio.sample_rate)?;
+    }
+    let wall_s = wall.elapsed().as_secs_f64();
+    let secs = audio.seconds();
+    let rtf = if secs > 0.0 {
+        audio.stages.total_s / secs
+    } else {
+        0.0
+    };
+    eprintln!(
+        "{:.2} s of audio in {:.2} s (synthesis {:.2} s, RTF {:.3}){}",
+        secs,
+        wall_s,
+        audio.stages.total_s,
+        rtf,
+        if to_stdout {
+            String::new()
+        } else {
+            format!(" -> {}", args.output.display())
+        }
+    );
+    if args.stats {
+        let host: serde_json::Value = serde_json::from_str(&engine.stats_json()?)?;
+        let report = serde_json::json!({
+            "audio_seconds": secs,
+            "wall_seconds": wall_s,
+            "rtf": rtf,
+            "request": req,
+            "stages": audio.stages,
+            "host": host,
+        });
+        let line = serde_json::to_string(&report)?;
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+fn voice(args: VoiceArgs) -> Result<()> {
+    let engine = load_engine(&args.engine)?;
+    let voice = engine.voice_from_wav(&args.reference)?;
+    voice.save(&args.output)?;
+    eprintln!(
+        "voice from `{}` ({} T3 prompt tokens, {} S3Gen prompt tokens) -> {}",
+        args.reference.display(),
+        voice.cond_prompt_speech_tokens.len(),
+        voice.prompt_token.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn info(args: EngineArgs) -> Result<()> {
+    let dir = bundle_dir(args.bundle.as_deref())?;
+    let bundle = Bundle::open(&dir)?;
+    let m = bundle.manifest();
+    println!("bundle      {}", dir.display());
+    println!("model       {} (config {})", m.model.id, m.model.config);
+    println!("origin      {}", m.model.origin);
+    println!("components:");
+    let mut total = 0u64;
+    for (name, spec) in &m.components {
+        let bytes = spec.weight_bytes();
+        total += bytes;
+        println!(
+            "  {name:<16} {:>12} {:>6}",
+            human_bytes(bytes),
+            spec.precision
+        );
+    }
+    println!("  {:<16} {:>12}", "total", human_bytes(total));
+    chatterbox_ort::runtime::init(&chatterbox_ort::runtime::RuntimeOptions::default())?;
+    println!(
+        "onnxruntime {}",
+        chatterbox_ort::runtime::onnxruntime_version()?
+    );
+    println!(
+        "providers   {}",
+        chatterbox_ort::runtime::available_providers()?.join(", ")
+    );
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,259 @@
+//! Voice conditioning: builds a [`Voice`] from a reference clip the way the
+//! reference `ChatterboxTTS.prepare_conditionals` does, and the T3
+//! conditioning tensor for an exaggeration.
+//!
+//! Steps (reference in brackets):
+//! 1. the clip at 24 kHz [`librosa.load(sr=24000)`], and the whole clip at
+//!    16 kHz [`librosa.resample`];
+//! 2. S3Gen prompt from the first 10 s at 24 kHz [`S3Token2Mel.embed_ref`]:
+//!    prompt mel; that crop resampled to 16 kHz gives the S3 tokens and the
+//!    CAM++ x-vector; tokens are truncated to `mel_frames / 2` and the mel to
+//!    `2 x tokens` frames;
+//! 3. T3 prompt: S3 tokens of the first 6 s of the 16 kHz clip, at most 150;
+//! 4. VoiceEncoder on the whole 16 kHz clip after silence trimming
+//!    (top_db 20) [`VoiceEncoder.embeds_from_wavs`].
+//!
+//! Resampling is the engine's (rubato) everywhere, where the reference uses
+//! soxr (librosa) and torchaudio's sinc resampler: voices built here differ
+//! slightly from the reference's for the same clip. Each graph is checked
+//! against the goldens on the golden inputs (see `tests/pipeline_*.rs`).
+
+use ndarray::{Array2, Array3};
+
+use crate::audio;
+use crate::bundle::{Config, Voice};
+use crate::error::{Error, Result};
+use crate::residency::{Component, Host};
+use crate::runtime::Value;
+use crate::t3::{self, T3Dims};
+
+/// Shortest reference clip accepted, in seconds.
+pub const MIN_VOICE_SECONDS: f64 = 0.5;
+
+/// VoiceEncoder embedding [embed_size] of a 16 kHz clip that is already
+/// silence-trimmed (graph `voice_encoder`).
+pub fn voice_encoder_embedding(host: &Host, wav_16k_trimmed: &[f32]) -> Result<Vec<f32>> {
+    if wav_16k_trimmed.is_empty() {
+        return Err(Error::invalid_audio(
+            "the reference clip is silent after trimming",
+        ));
+    }
+    let mut out = host.run(
+        Component::VoiceEncoder,
+        vec![(
+            "wav",
+            Value::from_f32(&[1, wav_16k_trimmed.len()], wav_16k_trimmed.to_vec())?,
+        )],
+    )?;
+    take_all_f32(&mut out, "embedding")
+}
+
+/// S3 speech tokens (25 Hz) of a 16 kHz clip (graph `s3_tokenizer`), at most
+/// `max_tokens` when given.
+pub fn s3_tokens(host: &Host, wav_16k: &[f32], max_tokens: Option<usize>) -> Result<Vec<i64>> {
+    if wav_16k.is_empty() {
+        return Err(Error::invalid_audio("empty clip given to the S3 tokenizer"));
+    }
+    let mut out = host.run(
+        Component::S3Tokenizer,
+        vec![(
+            "wav",
+            Value::from_f32(&[1, wav_16k.len()], wav_16k.to_vec())?,
+        )],
+    )?;
+    let v = out.take("tokens")?;
+    let mut tokens: Vec<i64> = v.view_i64()?.iter().copied().collect();
+    if let Some(m) = max_tokens {
+        tokens.truncate(m);
+    }
+    Ok(tokens)
+}
+
+/// CAM++ x-vector [embed_size] of a 16 kHz clip (graph `campplus`).
+pub fn xvector(host: &Host, wav_16k: &[f32]) -> Result<Vec<f32>> {
+    let mut out = host.run(
+        Component::CamPlus,
+        vec![(
+            "wav",
+            Value::from_f32(&[1, wav_16k.len()], wav_16k.to_vec())?,
+        )],
+    )?;
+    take_all_f32(&mut out, "embedding")
+}
+
+/// S3Gen prompt mel of a 24 kHz clip (graph `s3gen_mel`): `([frames, bins], frames)`.
+pub fn prompt_mel(host: &Host, wav_24k: &[f32], mel_bins: usize) -> Result<(Vec<f32>, usize)> {
+    let mut out = host.run(
+        Component::S3GenMel,
+        vec![(
+            "wav",
+            Value::from_f32(&[1, wav_24k.len()], wav_24k.to_vec())?,
+        )],
+    )?;
+    let v = out.take("mel")?;
+    let shape = v.shape();
+    if shape.len() != 3 || shape[0] != 1 || shape[2] != mel_bins {
+        return Err(Error::model_mismatch(
+            "s3gen_mel",
+            format!("output `mel` has shape {shape:?}, expected [1, frames, {mel_bins}]"),
+        ));
+    }
+    let frames = shape[1];
+    Ok((crate::t3::f32_vec(&v)?, frames))
+}
+
+/// Truncates as the reference `embed_ref`: tokens to `mel_frames / 2`, then the
+/// mel (`[frames, bins]`) to `2 x tokens` frames. Returns the new frame count.
+pub fn align_prompt(
+    tokens: &mut Vec<i64>,
+    mel: &mut Vec<f32>,
+    frames: usize,
+    bins: usize,
+    per_token: usize,
+) -> usize {
+    let n = tokens.len().min(frames / per_token);
+    tokens.truncate(n);
+    let keep = n * per_token;
+    mel.truncate(keep * bins);
+    keep
+}
+
+/// Checks reference samples: not empty, finite, at least [`MIN_VOICE_SECONDS`].
+pub fn check_reference(samples: &[f32], sample_rate: u32) -> Result<()> {
+    if sample_rate == 0 {
+        return Err(Error::invalid_argument("sample_rate", "must be > 0"));
+    }
+    if samples.is_empty() {
+        return Err(Error::invalid_audio("the reference clip is empty"));
+    }
+    if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
+        return Err(Error::invalid_audio(format!(
+            "the reference clip has a NaN or infinite sample (index {i})"
+        )));
+    }
+    let secs = samples.len() as f64 / f64::from(sample_rate);
+    if secs < MIN_VOICE_SECONDS {
+        return Err(Error::invalid_audio(format!(
+            "the reference clip is {secs:.3} s long; at least {MIN_VOICE_SECONDS} s is needed"
+        )));
+    }
+    Ok(())
+}
+
+/// Builds a voice from mono samples at any rate (see the module docs).
+pub fn build_voice(
+    host: &Host,
+    config: &Config,
+    samples: &[f32],
+    sample_rate: u32,
+) -> Result<Voice> {
+    check_reference(samples, sample_rate)?;
+    let sr24 = config.s3gen.sample_rate;
+    let sr16 = config.s3_tokenizer.sample_rate;
+    let wav_24k = audio::resample(samples, sample_rate, sr24)?;
+    let wav_16k = audio::resample(&wav_24k, sr24, sr16)?;
+
+    // S3Gen reference: the first 10 s at 24 kHz, and that crop resampled to 16 kHz.
+    let dec_len = ((config.s3gen.prompt_seconds * f64::from(sr24)) as usize).min(wav_24k.len());
+    let crop_24k = &wav_24k[..dec_len];
+    let crop_16k = audio::resample(crop_24k, sr24, sr16)?;
+    let bins = config.s3gen.mel_bins;
+    let (mut mel, frames) = prompt_mel(host, crop_24k, bins)?;
+    let mut prompt_tokens = s3_tokens(host, &crop_16k, None)?;
+    let x = xvector(host, &crop_16k)?;
+    let frames = align_prompt(
+        &mut prompt_tokens,
+        &mut mel,
+        frames,
+        bins,
+        config.s3gen.mel_frames_per_token,
+    );
+
+    // T3 prompt: the first 6 s of the whole 16 kHz clip.
+    let enc_len = ((config.t3.prompt_seconds * f64::from(sr16)) as usize).min(wav_16k.len());
+    let t3_tokens = s3_tokens(host, &wav_16k[..enc_len], Some(config.t3.prompt_max_tokens))?;
+
+    // VoiceEncoder on the whole clip, silence-trimmed.
+    let trimmed = audio::trim::trim(&wav_16k, config.voice_encoder.trim_top_db as f32);
+    let speaker = voice_encoder_embedding(host, trimmed)?;
+
+    let n = prompt_tokens.len();
+    let t3n = t3_tokens.len();
+    let voice = Voice {
+        speaker_emb: Array2::from_shape_vec((1, speaker.len()), speaker)
+            .map_err(|e| Error::internal(e.to_string()))?,
+        cond_prompt_speech_tokens: Array2::from_shape_vec((1, t3n), t3_tokens)
+            .map_err(|e| Error::internal(e.to_string()))?,
+        prompt_token: Array2::from_shape_vec((1, n), prompt_tokens)
+            .map_err(|e| Error::internal(e.to_string()))?,
+        prompt_feat: Array3::from_shape_vec((1, frames, bins), mel)
+            .map_err(|e| Error::internal(e.to_string()))?,
+        embedding: Array2::from_shape_vec((1, x.len()), x)
+            .map_err(|e| Error::internal(e.to_string()))?,
+    };
+    voice.validate(config)?;
+    Ok(voice)
+}
+
+/// The T3 conditioning `[cond_len, D]` for `voice` at `exaggeration` (graph
+/// `t3_cond`; the prompt tokens are embedded as `speech_emb(t) +
+/// speech_pos_emb(0..P)`, reference `T3.prepare_conditioning`).
+pub fn t3_cond(host: &Host, dims: &T3Dims, voice: &Voice, exaggeration: f32) -> Result<Vec<f32>> {
+    let tokens: Vec<i64> = voice.cond_prompt_speech_tokens.iter().copied().collect();
+    let positions: Vec<i64> = (0..tokens.len() as i64).collect();
+    let prompt = if tokens.is_empty() {
+        Vec::new()
+    } else {
+        t3::speech_embeds(host, dims, &tokens, &positions)?
+    };
+    let speaker: Vec<f32> = voice.speaker_emb.iter().copied().collect();
+    let mut out = host.run(
+        Component::T3Cond,
+        vec![
+            (
+                "speaker_emb",
+                Value::from_f32(&[1, speaker.len()], speaker)?,
+            ),
+            (
+                "prompt_embeds",
+                Value::from_f32(&[1, tokens.len(), dims.hidden], prompt)?,
+            ),
+            (
+                "exaggeration",
+                Value::from_f32(&[1, 1, 1], vec![exaggeration])?,
+            ),
+        ],
+    )?;
+    t3::take_f32(&mut out, "t3_cond", "cond", dims.cond_len * dims.hidden)
+}
+
+fn take_all_f32(out: &mut crate::runtime::Outputs, name: &str) -> Result<Vec<f32>> {
+    let v = out.take(name)?;
+    let data = crate::t3::f32_vec(&v)?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn align_truncates_like_embed_ref() {
+        let mut tokens = vec![1, 2, 3, 4];
+        let mut mel = vec![0.0; 7 * 2];
+        let f = align_prompt(&mut tokens, &mut mel, 7, 2, 2);
+        assert_eq!(tokens, vec![1, 2, 3]);
+        assert_eq!(f, 6);
+        assert_eq!(mel.len(), 12);
+    }
+
+    #[test]
+    fn reference_checks() {
+        assert!(check_reference(&[], 16000).is_err());
+        assert!(check_reference(&vec![0.0; 7999], 16000).is_err());
+        assert!(check_reference(&vec![0.0; 8000], 16000).is_ok());
+        let mut v = vec![0.0; 16000];
+        v[5] = f32::NAN;
+        assert!(check_reference(&v, 16000).is_err());
+    }
+}

@@ -1,0 +1,765 @@
+//! The public synthesis API: [`Engine`], [`EngineOptions`], [`Request`],
+//! [`Audio`]. The pipeline, in order, per text chunk: T3 conditioning (once per
+//! synthesis) -> T3 speech tokens -> S3Gen flow (mel) -> HiFT (wav) -> trim-fade
+//! -> Perth watermark.
+//!
+//! # Sharing
+//!
+//! [`Engine`] is `Send + Sync`: share it between threads (e.g. in an `Arc`) and
+//! call [`Engine::synthesize`] concurrently. Each call owns its request, its
+//! random generator and its intermediate tensors; the component sessions are
+//! owned by the residency [`Host`], which runs one call at a time per session
+//! (concurrent syntheses interleave component by component). A [`Voice`] is
+//! plain data that any number of calls may borrow at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::audio;
+use crate::bundle::{Bundle, GenerationDefaults, Voice};
+use crate::conditioning;
+use crate::error::{Error, Result};
+use crate::residency::{Host, ResidencyOptions, Stage};
+use crate::rng::EngineRng;
+pub use crate::runtime::Provider;
+use crate::runtime::{self, RuntimeOptions};
+use crate::s3gen;
+use crate::t3::{self, decode, sampler, T3Dims};
+use crate::text;
+use crate::watermark;
+
+/// Silence inserted between two text chunks, in seconds.
+pub const CHUNK_GAP_SECONDS: f64 = 0.1;
+/// Text tokens kept free in each chunk for what `punc_norm` may add.
+const CHUNK_TOKEN_MARGIN: usize = 32;
+/// Raised-cosine fade-out applied to the end of every chunk but the last, in
+/// seconds (the next chunk starts with the trim-fade's silence and fade-in).
+pub const CHUNK_FADE_OUT_SECONDS: f64 = 0.01;
+
+/// How to load an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The bundle folder (holding `manifest.json`).
+    pub bundle: PathBuf,
+    /// Execution provider.
+    pub provider: Provider,
+    /// ONNX Runtime intra-op threads per session (`None`: ONNX Runtime's default).
+    pub threads: Option<usize>,
+    /// Which components stay loaded, and where.
+    pub residency: ResidencyOptions,
+    /// Explicit `libonnxruntime` path (else the search order of `runtime::provision`).
+    pub onnxruntime: Option<PathBuf>,
+}
+
+impl EngineOptions {
+    /// Defaults (CPU, default threads and residency) for the bundle in `bundle`.
+    pub fn new(bundle: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            bundle: bundle.into(),
+            provider: Provider::Cpu,
+            threads: None,
+            residency: ResidencyOptions::default(),
+            onnxruntime: None,
+        }
+    }
+}
+
+/// The settings of one synthesis. [`Engine::default_request`] gives the
+/// bundle's `generation` defaults; [`Request::default`] the reference's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Request {
+    /// Emotion exaggeration, finite and `>= 0` (0.5 is neutral).
+    pub exaggeration: f32,
+    /// T3 classifier-free guidance weight, `>= 0` (0 runs without the unconditional row).
+    pub cfg_weight: f32,
+    /// Sampling temperature, `> 0`.
+    pub temperature: f32,
+    /// min-p filter, in `[0, 1)`.
+    pub min_p: f32,
+    /// top-p filter, in `(0, 1]` (1 disables it).
+    pub top_p: f32,
+    /// Repetition penalty, `> 0` (1 disables it).
+    pub repetition_penalty: f32,
+    /// Seed of every random draw (token sampling, flow noise, HiFT source).
+    pub seed: u64,
+    /// Most speech tokens per text chunk, `>= 1`.
+    pub max_new_tokens: usize,
+    /// Speech tokens each text chunk must produce before it may stop (0: no
+    /// minimum). Until then the stop token and every other non-speech token are
+    /// suppressed, so with `min_new_tokens == max_new_tokens` a chunk yields
+    /// exactly that many speech tokens (how benchmarks fix the length: random
+    /// weights never stop). At most `max_new_tokens`.
+    pub min_new_tokens: usize,
+    /// Euler steps of the flow matching, `>= 1`.
+    pub flow_steps: usize,
+    /// Embed the Perth watermark.
+    pub watermark: bool,
+}
+
+impl Default for Request {
+    /// The reference `ChatterboxTTS.generate` defaults, seed 0, watermark on.
+    fn default() -> Request {
+        Request {
+            exaggeration: 0.5,
+            cfg_weight: 0.5,
+            temperature: 0.8,
+            min_p: 0.05,
+            top_p: 1.0,
+            repetition_penalty: 1.2,
+            seed: 0,
+            max_new_tokens: 1000,
+            min_new_tokens: 0,
+            flow_steps: 10,
+            watermark: true,
+        }
+    }
+}
+
+impl Request {
+    /// A request with a bundle's `generation` defaults (seed 0, no minimum
+    /// length, watermark on).
+    pub fn from_generation(g: &GenerationDefaults) -> Request {
+        Request {
+            exaggeration: g.exaggeration,
+            cfg_weight: g.cfg_weight,
+            temperature: g.temperature,
+            min_p: g.min_p,
+            top_p: g.top_p,
+            repetition_penalty: g.repetition_penalty,
+            seed: 0,
+            max_new_tokens: g.max_new_tokens,
+            min_new_tokens: 0,
+            flow_steps: g.flow_steps,
+            watermark: true,
+        }
+    }
+
+    /// Checks every parameter; the error (`InvalidArgument`) names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        let e = self.exaggeration;
+        if !(e.is_finite() && e >= 0.0) {
+            return Err(Error::invalid_argument(
+                "exaggeration",
+                format!("must be finite and >= 0, got {e}"),
+            ));
+        }
+        self.sampler_params().validate()?;
+        if self.max_new_tokens == 0 {
+            return Err(Error::invalid_argument(
+                "max_new_tokens",
+                "must be >= 1, got 0",
+            ));
+        }
+        if self.min_new_tokens > self.max_new_tokens {
+            return Err(Error::invalid_argument(
+                "min_new_tokens",
+                format!(
+                    "must be <= max_new_tokens ({}), got {}",
+                    self.max_new_tokens, self.min_new_tokens
+                ),
+            ));
+        }
+        if self.flow_steps == 0 {
+            return Err(Error::invalid_argument("flow_steps", "must be >= 1, got 0"));
+        }
+        Ok(())
+    }
+
+    fn sampler_params(&self) -> sampler::SamplerParams {
+        sampler::SamplerParams {
+            cfg_weight: self.cfg_weight,
+            repetition_penalty: self.repetition_penalty,
+            temperature: self.temperature,
+            min_p: self.min_p,
+            top_p: self.top_p,
+        }
+    }
+}
+
+/// Wall time per stage of one synthesis (all text chunks together), in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageTimings {
+    /// Text chunks synthesized.
+    pub chunks: usize,
+    /// T3 conditioning (`t3_cond`, once per synthesis).
+    pub conditioning_s: f64,
+    /// T3: embeddings, prefill and decode steps, sampling.
+    pub t3_s: f64,
+    /// Tokens sampled by T3 (a drawn stop token included).
+    pub t3_tokens: usize,
+    /// `t3_s / t3_tokens`.
+    pub t3_s_per_token: f64,
+    /// Speech tokens given to S3Gen (after dropping special tokens).
+    pub speech_tokens: usize,
+    /// S3Gen flow: encoder and Euler steps.
+    pub s3gen_s: f64,
+    /// HiFT vocoder and trim-fade.
+    pub vocoder_s: f64,
+    /// Perth watermark with its resampling.
+    pub watermark_s: f64,
+    /// The whole call.
+    pub total_s: f64,
+    /// Seconds of audio produced.
+    pub audio_s: f64,
+    /// Real-time factor: `total_s / audio_s` (0 when no audio was produced).
+    pub rtf: f64,
+}
+
+/// Synthesized audio: mono samples in `[-1, 1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    /// The samples.
+    pub samples: Vec<f32>,
+    /// Samples per second (24 000).
+    pub sample_rate: u32,
+    /// Where the time went.
+    pub stages: StageTimings,
+}
+
+impl Audio {
+    /// Duration in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(self.sample_rate.max(1))
+    }
+}
+
+/// Progress of a running synthesis, given to the progress callback of
+/// [`Engine::synthesize_with_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The chunk being synthesized (0-based).
+    pub chunk: usize,
+    /// Number of text chunks.
+    pub chunks: usize,
+    /// Speech tokens sampled so far in this chunk.
+    pub tokens: usize,
+    /// The request's token budget per chunk.
+    pub max_new_tokens: usize,
+}
+
+/// A loaded model bundle, ready to synthesize. See the module docs for sharing.
+pub struct Engine {
+    bundle: Arc<Bundle>,
+    host: Host,
+    tokenizer: text::TextTokenizer,
+    default_voice: Voice,
+    dims: T3Dims,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("bundle", &self.bundle.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens and checks the bundle, loads ONNX Runtime (once per process), the
+    /// tokenizer and the default voice, and creates the sessions the residency
+    /// policy keeps resident.
+    pub fn load(opts: EngineOptions) -> Result<Engine> {
+        let bundle = Arc::new(Bundle::open(&opts.bundle)?);
+        runtime::init(&RuntimeOptions {
+            library_path: opts.onnxruntime.clone(),
+            ..RuntimeOptions::default()
+        })?;
+        let tokenizer = text::TextTokenizer::from_file(
+            &bundle.tokenizer_path(),
+            bundle.config().text.vocab_size,
+        )?;
+        let default_voice = bundle.default_voice()?;
+        default_voice.validate(bundle.config())?;
+        let dims = T3Dims::from_config(bundle.config());
+        let host = Host::new(
+            Arc::clone(&bundle),
+            opts.provider,
+            opts.threads,
+            opts.residency,
+        )?;
+        Ok(Engine {
+            bundle,
+            host,
+            tokenizer,
+            default_voice,
+            dims,
+        })
+    }
+
+    /// The opened bundle.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The residency host that runs the components (for stage-level use and stats).
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The T3 sizes of this bundle.
+    pub fn t3_dims(&self) -> &T3Dims {
+        &self.dims
+    }
+
+    /// The bundle's default voice (`voice.safetensors`).
+    pub fn default_voice(&self) -> &Voice {
+        &self.default_voice
+    }
+
+    /// A request with the bundle's `generation` defaults (seed 0, watermark on).
+    pub fn default_request(&self) -> Request {
+        Request::from_generation(self.bundle.generation())
+    }
+
+    /// Changes the residency policy (sessions are created or dropped as needed).
+    pub fn set_residency(&self, residency: ResidencyOptions) -> Result<()> {
+        self.host.set_residency(residency)
+    }
+
+    /// The host's memory and session statistics as JSON.
+    pub fn stats_json(&self) -> Result<String> {
+        serde_json::to_string(&self.host.stats())
+            .map_err(|e| Error::internal(format!("serializing stats: {e}")))
+    }
+
+    /// Builds a voice from a WAV file (any sample rate; channels are averaged).
+    pub fn voice_from_wav(&self, path: &Path) -> Result<Voice> {
+        let wav = audio::read_wav(path, conditioning::MIN_VOICE_SECONDS as f32)?;
+        self.voice_from_samples(&wav.samples, wav.sample_rate)
+            .map_err(|e| match e {
+                Error::InvalidAudio(m) => {
+                    Error::invalid_audio(format!("`{}`: {m}", path.display()))
+                }
+                other => other,
+            })
+    }
+
+    /// Builds a voice from mono samples at `sample_rate`. Rejects empty input,
+    /// NaN or infinite samples and clips shorter than 0.5 s.
+    pub fn voice_from_samples(&self, samples: &[f32], sample_rate: u32) -> Result<Voice> {
+        let _stage = self.host.stage(Stage::Conditioning)?;
+        conditioning::build_voice(&self.host, self.bundle.config(), samples, sample_rate)
+    }
+
+    /// The chunks [`Engine::synthesize`] splits `text` into (sentence groups
+    /// that fit T3's text positions). Errors with `InvalidText` when `text` is
+    /// empty or whitespace only.
+    pub fn text_chunks(&self, text: &str) -> Result<Vec<String>> {
+        if text.trim().is_empty() {
+            return Err(Error::invalid_text("the text is empty or whitespace only"));
+        }
+        let limits = text::ChunkLimits {
+            // Room for the start/stop tokens and what `punc_norm` may add.
+            max_tokens: self
+                .dims
+                .text_max_positions
+                .saturating_sub(2 + CHUNK_TOKEN_MARGIN)
+                .max(1),
+            ..text::ChunkLimits::default()
+        };
+        let chunks: Vec<String> =
+            text::chunk_text(text, &limits, |s| self.tokenizer.count_tokens(s))?
+                .into_iter()
+                .filter(|c| !c.trim().is_empty())
+                .collect();
+        if chunks.is_empty() {
+            return Err(Error::invalid_text("the text is empty or whitespace only"));
+        }
+        Ok(chunks)
+    }
+
+    /// Synthesizes `text` with `voice`. Long text is split into sentence chunks
+    /// synthesized in order and joined with a short silence.
+    pub fn synthesize(&self, text: &str, voice: &Voice, req: &Request) -> Result<Audio> {
+        self.synthesize_with_progress(text, voice, req, &mut |_| true, &mut |_| true)
+    }
+
+    /// Like [`Engine::synthesize`], calling `on_chunk` with the audio of each
+    /// text chunk as soon as it is ready (at least once per chunk). Returning
+    /// `false` cancels: the call then fails with `Cancelled`.
+    pub fn synthesize_streaming(
+        &self,
+        text: &str,
+        voice: &Voice,
+        req: &Request,
+        on_chunk: &mut dyn FnMut(&[f32]) -> bool,
+    ) -> Result<Audio> {
+        self.synthesize_with_progress(text, voice, req, &mut |_| true, on_chunk)
+    }
+
+    /// [`Engine::synthesize_streaming`] that also reports [`Progress`] after
+    /// every speech token; `on_progress` returning `false` cancels too.
+    pub fn synthesize_with_progress(
+        &self,
+        text: &str,
+        voice: &Voice,
+        req: &Request,
+        on_progress: &mut dyn FnMut(&Progress) -> bool,
+        on_chunk: &mut dyn FnMut(&[f32]) -> bool,
+    ) -> Result<Audio> {
+        let start = Instant::now();
+        req.validate()?;
+        let config = self.bundle.config();
+        voice.validate(config)?;
+        decode::check_limits(&self.dims, req.max_new_tokens)?;
+        let prompt_tokens = voice.prompt_token.len();
+        let max_tokens = config.s3gen.max_tokens;
+        if prompt_tokens + req.max_new_tokens > max_tokens {
+            return Err(Error::invalid_argument(
+                "max_new_tokens",
+                format!(
+                    "{} plus the voice's {prompt_tokens} prompt tokens exceeds S3Gen's limit of {max_tokens} tokens",
+                    req.max_new_tokens
+                ),
+            ));
+        }
+        let mut chunks = self.text_chunks(text)?;
+        if chunks.len() == 1 {
+            // One chunk: normalise the text exactly as given, like the reference
+            // (`punc_norm` looks at the first character before collapsing spaces).
+            chunks[0] = text.to_string();
+        }
+        let sr = config.s3gen.sample_rate;
+        let mut stages = StageTimings {
+            chunks: chunks.len(),
+            ..StageTimings::default()
+        };
+
+        let t = Instant::now();
+        let cond = {
+            let _stage = self.host.stage(Stage::Conditioning)?;
+            conditioning::t3_cond(&self.host, &self.dims, voice, req.exaggeration)?
+        };
+        stages.conditioning_s = t.elapsed().as_secs_f64();
+
+        let gap = vec![0f32; (CHUNK_GAP_SECONDS * f64::from(sr)) as usize];
+        let fade_out = (CHUNK_FADE_OUT_SECONDS * f64::from(sr)) as usize;
+        let mut samples = Vec::new();
+        for (ci, chunk) in chunks.iter().enumerate() {
+            let mut rng = EngineRng::with_stream(req.seed, ci as u64);
+            let mut piece = self.synthesize_chunk(
+                chunk,
+                voice,
+                req,
+                &cond,
+                &mut rng,
+                &mut stages,
+                &mut |tokens| {
+                    on_progress(&Progress {
+                        chunk: ci,
+                        chunks: chunks.len(),
+                        tokens,
+                        max_new_tokens: req.max_new_tokens,
+                    })
+                },
+            )?;
+            if ci + 1 < chunks.len() {
+                audio::fade::fade_out(&mut piece, fade_out);
+                piece.extend_from_slice(&gap);
+            }
+            if !on_chunk(&piece) {
+                return Err(Error::cancelled("synthesis stopped by the chunk callback"));
+            }
+            samples.extend_from_slice(&piece);
+        }
+        stages.total_s = start.elapsed().as_secs_f64();
+        stages.audio_s = samples.len() as f64 / f64::from(sr);
+        stages.rtf = if stages.audio_s > 0.0 {
+            stages.total_s / stages.audio_s
+        } else {
+            0.0
+        };
+        stages.t3_s_per_token = if stages.t3_tokens > 0 {
+            stages.t3_s / stages.t3_tokens as f64
+        } else {
+            0.0
+        };
+        Ok(Audio {
+            samples,
+            sample_rate: sr,
+            stages,
+        })
+    }
+
+    /// One text chunk through T3, S3Gen, HiFT and the watermark.
+    #[allow(clippy::too_many_arguments)]
+    fn synthesize_chunk(
+        &self,
+        chunk: &str,
+        voice: &Voice,
+        req: &Request,
+        cond: &[f32],
+        rng: &mut EngineRng,
+        stages: &mut StageTimings,
+        on_token: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Vec<f32>> {
+        let config = self.bundle.config();
+        let ids = self.text_ids(chunk)?;
+
+        // T3.
+        let t = Instant::now();
+        let params = req.sampler_params();
+        let sampled = {
+            let _stage = self.host.stage(Stage::T3)?;
+            decode::generate(
+                &self.host,
+                &self.dims,
+                cond,
+                &ids,
+                decode::GenerateOptions {
+                    cfg_weight: req.cfg_weight,
+                    max_new_tokens: req.max_new_tokens,
+                },
+                |step| {
+                    // history holds BOS plus the tokens so far.
+                    if step.history.len() <= req.min_new_tokens {
+                        let (cond, uncond) =
+                            suppress_non_speech(step.cond, step.uncond, self.dims.num_codes);
+                        sampler::sample(&cond, uncond.as_deref(), step.history, &params, rng)
+                    } else {
+                        sampler::sample(step.cond, step.uncond, step.history, &params, rng)
+                    }
+                },
+                |i| on_token(i + 1),
+            )?
+        };
+        stages.t3_s += t.elapsed().as_secs_f64();
+        stages.t3_tokens += sampled.len();
+        let tokens = t3::drop_invalid_tokens(&sampled, &self.dims);
+        stages.speech_tokens += tokens.len();
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        // S3Gen flow.
+        let t = Instant::now();
+        let s3 = &config.s3gen;
+        let prompt: Vec<i64> = voice.prompt_token.iter().copied().collect();
+        let prompt_feat: Vec<f32> = voice.prompt_feat.iter().copied().collect();
+        let prompt_frames = voice.prompt_feat.shape()[1];
+        let xvector: Vec<f32> = voice.embedding.iter().copied().collect();
+        let mut all = prompt;
+        all.extend_from_slice(&tokens);
+        let (mel, frames) = {
+            let _stage = self.host.stage(Stage::S3Gen)?;
+            let enc = s3gen::flow::encode(&self.host, &all, &xvector)?;
+            if enc.frames != s3.mel_frames_per_token * all.len() {
+                return Err(Error::model_mismatch(
+                    "flow_encoder",
+                    format!("{} mel frames for {} tokens", enc.frames, all.len()),
+                ));
+            }
+            let noise = s3gen::flow::draw_noise(rng, enc.frames);
+            let mel = s3gen::flow::solve_euler(
+                &self.host,
+                &enc,
+                noise,
+                &prompt_feat,
+                prompt_frames,
+                req.flow_steps,
+                self.bundle.generation().flow_cfg_rate,
+                |_| {},
+            )?;
+            (mel, enc.frames - prompt_frames)
+        };
+        stages.s3gen_s += t.elapsed().as_secs_f64();
+
+        // HiFT and the trim-fade.
+        let t = Instant::now();
+        let mut wav = {
+            let _stage = self.host.stage(Stage::S3Gen)?;
+            let draws = s3gen::vocoder::HiftDraws::draw(
+                rng,
+                s3.hift_harmonics,
+                frames * s3.samples_per_mel_frame,
+            );
+            s3gen::vocoder::hift(&self.host, &mel, frames, draws)?
+        };
+        drop(mel);
+        let sr = f64::from(s3.sample_rate);
+        let window = s3gen::vocoder::trim_fade_window(
+            (s3.fade_zeros_seconds * sr).round() as usize,
+            (s3.fade_in_seconds * sr).round() as usize,
+        );
+        s3gen::vocoder::apply_trim_fade(&mut wav, &window);
+        stages.vocoder_s += t.elapsed().as_secs_f64();
+
+        // Watermark.
+        if req.watermark {
+            let t = Instant::now();
+            let _stage = self.host.stage(Stage::Watermark)?;
+            wav = watermark::apply(&self.host, &wav, s3.sample_rate, config.perth.sample_rate)?;
+            // HiFT clamps to +-0.99 but Perth adds its residual after that; the
+            // engine's output contract is [-1, 1] (WAV and C callers rely on it).
+            for s in &mut wav {
+                *s = s.clamp(-1.0, 1.0);
+            }
+            stages.watermark_s += t.elapsed().as_secs_f64();
+        }
+        Ok(wav)
+    }
+
+    /// Normalises one chunk (reference `punc_norm`) and tokenizes it with the
+    /// start and stop text tokens around it.
+    pub fn text_ids(&self, chunk: &str) -> Result<Vec<i64>> {
+        let ids = self
+            .tokenizer
+            .encode_with_start_stop(&text::punc_norm(chunk))?;
+        if ids.len() > self.dims.text_max_positions {
+            return Err(Error::invalid_text(format!(
+                "a text chunk has {} tokens; T3 takes at most {} (start/stop included)",
+                ids.len(),
+                self.dims.text_max_positions
+            )));
+        }
+        Ok(ids)
+    }
+}
+
+/// The logit given to suppressed tokens: finite (the sampler rejects
+/// non-finite logits) and low enough to stay at probability 0 after the
+/// repetition penalty and any temperature.
+const SUPPRESSED_LOGIT: f32 = -1e30;
+
+/// Copies of the step logits in which every token `>= num_codes` (stop, start
+/// and the other special tokens) can never be drawn: both rows get
+/// [`SUPPRESSED_LOGIT`] there, so CFG mixing keeps it.
+pub(crate) fn suppress_non_speech(
+    cond: &[f32],
+    uncond: Option<&[f32]>,
+    num_codes: i64,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let suppress = |row: &[f32]| {
+        let from = usize::try_from(num_codes).unwrap_or(0).min(row.len());
+        let mut r = row.to_vec();
+        r[from..].fill(SUPPRESSED_LOGIT);
+        r
+    };
+    (suppress(cond), uncond.map(suppress))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn validate_names_the_parameter() {
+        let ok = Request::default();
+        assert!(ok.validate().is_ok());
+        let cases: Vec<(Request, &str)> = vec![
+            (
+                Request {
+                    temperature: -1.0,
+                    ..ok
+                },
+                "temperature",
+            ),
+            (
+                Request {
+                    temperature: 0.0,
+                    ..ok
+                },
+                "temperature",
+            ),
+            (Request { top_p: 1.5, ..ok }, "top_p"),
+            (Request { top_p: 0.0, ..ok }, "top_p"),
+            (Request { min_p: 1.0, ..ok }, "min_p"),
+            (
+                Request {
+                    repetition_penalty: 0.0,
+                    ..ok
+                },
+                "repetition_penalty",
+            ),
+            (
+                Request {
+                    cfg_weight: -0.1,
+                    ..ok
+                },
+                "cfg_weight",
+            ),
+            (
+                Request {
+                    exaggeration: f32::NAN,
+                    ..ok
+                },
+                "exaggeration",
+            ),
+            (
+                Request {
+                    exaggeration: -1.0,
+                    ..ok
+                },
+                "exaggeration",
+            ),
+            (
+                Request {
+                    flow_steps: 0,
+                    ..ok
+                },
+                "flow_steps",
+            ),
+            (
+                Request {
+                    max_new_tokens: 0,
+                    ..ok
+                },
+                "max_new_tokens",
+            ),
+            (
+                Request {
+                    min_new_tokens: 1001,
+                    ..ok
+                },
+                "min_new_tokens",
+            ),
+            (
+                Request {
+                    temperature: f32::INFINITY,
+                    ..ok
+                },
+                "temperature",
+            ),
+        ];
+        for (r, name) in cases {
+            let e = r.validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
+
+    #[test]
+    fn suppression_leaves_only_speech_codes() {
+        let s = SUPPRESSED_LOGIT;
+        let (c, u) = suppress_non_speech(&[1.0, 2.0, 3.0, 4.0], Some(&[5.0, 6.0, 7.0, 8.0]), 2);
+        assert_eq!(c, vec![1.0, 2.0, s, s]);
+        assert_eq!(u.unwrap(), vec![5.0, 6.0, s, s]);
+        let (c, u) = suppress_non_speech(&[1.0, 2.0], None, 1);
+        assert_eq!(c, vec![1.0, s]);
+        assert!(u.is_none());
+        // Through the sampler: only speech codes can be drawn, even with a huge special logit.
+        let params = sampler::SamplerParams {
+            cfg_weight: 0.5,
+            repetition_penalty: 1.2,
+            temperature: 0.8,
+            min_p: 0.0,
+            top_p: 1.0,
+        };
+        let mut cond = vec![0.0f32; 8];
+        cond[6] = 50.0;
+        let (c, u) = suppress_non_speech(&cond, Some(&cond), 4);
+        let p = sampler::process(&c, u.as_deref(), &[4], &params).unwrap();
+        let probs = sampler::softmax(&p);
+        assert!(probs[4..].iter().all(|&x| x == 0.0), "{probs:?}");
+    }
+
+    #[test]
+    fn engine_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Engine>();
+    }
+}

@@ -1,0 +1,21 @@
+//! chatterbox-ort: Chatterbox text-to-speech on ONNX Runtime.
+
+pub mod audio;
+pub mod bench;
+pub mod bundle;
+pub mod conditioning;
+pub mod engine;
+pub mod error;
+pub mod ffi;
+pub mod residency;
+pub mod rng;
+pub mod runtime;
+pub mod s3gen;
+pub mod stats;
+pub mod t3;
+pub mod text;
+pub mod watermark;
+
+pub use bundle::Voice;
+pub use engine::{Audio, Engine, EngineOptions, Progress, Provider, Request, StageTimings};
+pub use error::{Error, ErrorKind, Result};

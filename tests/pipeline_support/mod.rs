@@ -1,0 +1,211 @@
+//! Shared helpers of the pipeline and CLI tests: the tiny bundle, its goldens,
+//! error measures and scratch folders.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use chatterbox_ort::{Engine, EngineOptions};
+use safetensors::tensor::{Dtype, SafeTensors};
+
+/// The committed tiny bundle (`$CHATTERBOX_ORT_BUNDLE` overrides it).
+pub fn bundle_dir() -> PathBuf {
+    match std::env::var_os("CHATTERBOX_ORT_BUNDLE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny"),
+    }
+}
+
+/// One engine per test binary (CPU, 1 thread).
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut opts = EngineOptions::new(bundle_dir());
+        opts.threads = Some(1);
+        Engine::load(opts).unwrap_or_else(|e| panic!("loading {}: {e}", bundle_dir().display()))
+    })
+}
+
+/// A golden tensor: shape and values (integers widened to f64 for f32 tensors,
+/// kept as i64 for integer tensors).
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub f32: Vec<f32>,
+    pub i64: Vec<i64>,
+}
+
+/// `goldens/goldens.safetensors` and `goldens/goldens.json` of the tiny bundle.
+pub struct Goldens {
+    pub tensors: HashMap<String, Tensor>,
+    pub meta: serde_json::Value,
+}
+
+impl Goldens {
+    pub fn get(&self, name: &str) -> &Tensor {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("golden tensor `{name}` missing"))
+    }
+
+    pub fn f32(&self, name: &str) -> &[f32] {
+        &self.get(name).f32
+    }
+
+    pub fn i64(&self, name: &str) -> &[i64] {
+        &self.get(name).i64
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+pub fn goldens() -> &'static Goldens {
+    static G: OnceLock<Goldens> = OnceLock::new();
+    G.get_or_init(|| {
+        let dir = bundle_dir().join("goldens");
+        let bytes = std::fs::read(dir.join("goldens.safetensors")).expect("goldens.safetensors");
+        let st = SafeTensors::deserialize(&bytes).expect("parse goldens");
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let shape = view.shape().to_vec();
+            let (f, i) = match view.dtype() {
+                Dtype::F32 => (
+                    data.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                    Vec::new(),
+                ),
+                Dtype::F64 => (
+                    data.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                        .collect(),
+                    Vec::new(),
+                ),
+                Dtype::I64 => (
+                    Vec::new(),
+                    data.chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                ),
+                Dtype::I32 => (
+                    Vec::new(),
+                    data.chunks_exact(4)
+                        .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                        .collect(),
+                ),
+                other => panic!("golden `{name}` has unsupported dtype {other:?}"),
+            };
+            tensors.insert(
+                name.to_string(),
+                Tensor {
+                    shape,
+                    f32: f,
+                    i64: i,
+                },
+            );
+        }
+        let meta = std::fs::read_to_string(dir.join("goldens.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Goldens { tensors, meta }
+    })
+}
+
+/// `||got - want|| / ||want||` (L2).
+pub fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "length mismatch: got {}, want {}",
+        got.len(),
+        want.len()
+    );
+    let mut num = 0.0f64;
+    let mut den = 0.0f64;
+    for (&g, &w) in got.iter().zip(want) {
+        num += (g as f64 - w as f64).powi(2);
+        den += (w as f64).powi(2);
+    }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// Largest absolute difference.
+pub fn max_abs(got: &[f32], want: &[f32]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Asserts `rel_err <= tol` and prints the measured error.
+pub fn check_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    let e = rel_err(got, want);
+    eprintln!(
+        "{what}: rel err {e:.3e} (max abs {:.3e}, tol {tol:.0e})",
+        max_abs(got, want)
+    );
+    assert!(e <= tol, "{what}: rel err {e:.3e} > {tol:.0e}");
+}
+
+/// A fresh scratch folder under the target's temp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Writes a 16-bit PCM WAV with `channels` interleaved channels.
+pub fn write_pcm16(path: &Path, samples: &[f32], sample_rate: u32, channels: u16) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for &s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .expect("write sample");
+    }
+    w.finalize().expect("finalize wav");
+}
+
+/// Writes a 32-bit float WAV (mono).
+pub fn write_f32(path: &Path, samples: &[f32], sample_rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for &s in samples {
+        w.write_sample(s).expect("write sample");
+    }
+    w.finalize().expect("finalize wav");
+}
+
+/// A speech-like test tone: a few harmonics with a slow amplitude envelope.
+pub fn tone(seconds: f64, sample_rate: u32) -> Vec<f32> {
+    let n = (seconds * sample_rate as f64) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / sample_rate as f64;
+            let env = 0.5 + 0.5 * (2.0 * std::f64::consts::PI * 3.0 * t).sin();
+            let s = (2.0 * std::f64::consts::PI * 180.0 * t).sin()
+                + 0.5 * (2.0 * std::f64::consts::PI * 360.0 * t).sin()
+                + 0.25 * (2.0 * std::f64::consts::PI * 900.0 * t).sin();
+            (0.3 * env * s) as f32
+        })
+        .collect()
+}
