@@ -1,0 +1,247 @@
+//! Checked conversions of C arguments: pointers, strings, paths and
+//! versioned structs.
+
+use std::ffi::{c_char, CStr};
+use std::mem::size_of;
+use std::path::PathBuf;
+
+use super::status::{CbxStatus, FfiError, FfiResult};
+
+/// Borrows `*ptr`, or fails naming the parameter when `ptr` is NULL.
+///
+/// # Safety
+/// `ptr` is NULL or points to a live `T` for the returned lifetime.
+pub(crate) unsafe fn borrow<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
+    // SAFETY: the caller guarantees a non-NULL `ptr` points to a live `T`.
+    unsafe { ptr.as_ref() }.ok_or_else(|| FfiError::invalid_argument(format!("`{name}` is NULL")))
+}
+
+/// Borrows an out-pointer and sets what it points to to NULL, so the caller
+/// sees NULL on every failure.
+///
+/// # Safety
+/// `out` is NULL or points to writable storage for a pointer.
+pub(crate) unsafe fn out_ptr<'a, T>(out: *mut *mut T, name: &str) -> FfiResult<&'a mut *mut T> {
+    // SAFETY: the caller guarantees a non-NULL `out` is writable.
+    let slot = unsafe { out.as_mut() }
+        .ok_or_else(|| FfiError::invalid_argument(format!("`{name}` is NULL")))?;
+    *slot = std::ptr::null_mut();
+    Ok(slot)
+}
+
+/// Reads a NUL-terminated string that must be UTF-8; text that is not is
+/// reported with `invalid_status` (`CBX_INVALID_TEXT` for synthesis text,
+/// `CBX_INVALID_ARGUMENT` for options).
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string live for `'a`.
+pub(crate) unsafe fn utf8<'a>(
+    ptr: *const c_char,
+    name: &str,
+    invalid_status: CbxStatus,
+) -> FfiResult<&'a str> {
+    if ptr.is_null() {
+        return Err(FfiError::invalid_argument(format!("`{name}` is NULL")));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    let cstr = unsafe { CStr::from_ptr(ptr) };
+    cstr.to_str().map_err(|err| {
+        FfiError::new(
+            invalid_status,
+            format!(
+                "`{name}` is not valid UTF-8 (invalid byte at offset {})",
+                err.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Reads a file-system path. On Unix any bytes are accepted (paths are
+/// bytes there); elsewhere the path must be UTF-8.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string.
+pub(crate) unsafe fn path(ptr: *const c_char, name: &str) -> FfiResult<PathBuf> {
+    if ptr.is_null() {
+        return Err(FfiError::invalid_argument(format!("`{name}` is NULL")));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    let cstr = unsafe { CStr::from_ptr(ptr) };
+    if cstr.is_empty() {
+        return Err(FfiError::invalid_argument(format!(
+            "`{name}` is an empty path"
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(cstr.to_bytes())))
+    }
+    #[cfg(not(unix))]
+    {
+        cstr.to_str()
+            .map(PathBuf::from)
+            .map_err(|_| FfiError::invalid_argument(format!("`{name}` is not valid UTF-8")))
+    }
+}
+
+/// A `#[repr(C)]` struct whose first field is `uint32_t struct_size`, so
+/// that fields can be appended without breaking callers built against an
+/// older header.
+pub(crate) trait Versioned: Copy {
+    /// The size of the first published version of the struct: the smallest
+    /// `struct_size` accepted.
+    const MIN_SIZE: usize;
+    /// The name used in messages.
+    const NAME: &'static str;
+}
+
+/// Reads a versioned struct from the caller: the first `struct_size` bytes
+/// come from `ptr`, the fields after them (appended by a newer library than
+/// the caller was built against) keep the values in `defaults`. A larger
+/// `struct_size` (a caller built against a newer header) is accepted and the
+/// fields this library does not know are ignored.
+///
+/// # Safety
+/// `ptr` is NULL or points to at least `struct_size` readable bytes, where
+/// `struct_size` is the struct's first field.
+pub(crate) unsafe fn read_versioned<T: Versioned>(
+    ptr: *const T,
+    defaults: T,
+    name: &str,
+) -> FfiResult<T> {
+    if ptr.is_null() {
+        return Err(FfiError::invalid_argument(format!("`{name}` is NULL")));
+    }
+    // SAFETY: every versioned struct begins with a `uint32_t struct_size`.
+    let declared = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    if declared < T::MIN_SIZE {
+        let hint = if declared == 0 {
+            " (initialise it with its _default function first)"
+        } else {
+            ""
+        };
+        return Err(FfiError::invalid_argument(format!(
+            "`{name}->struct_size` is {declared}, smaller than any {} this library knows ({} bytes){hint}",
+            T::NAME,
+            T::MIN_SIZE
+        )));
+    }
+    let known = declared.min(size_of::<T>());
+    let mut value = defaults;
+    // SAFETY: `known` bytes are readable from `ptr` (the caller declared at
+    // least that many) and writable in `value`; every field of a versioned
+    // struct is plain data (integers, floats, pointers) valid for any bytes,
+    // and `known` only ends at a field boundary (a published struct size).
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut value as *mut T).cast::<u8>(), known);
+    }
+    Ok(value)
+}
+
+/// Moves a value to the heap and hands its ownership to C.
+pub(crate) fn into_raw<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Takes ownership back from C and drops the value; NULL is a no-op.
+///
+/// # Safety
+/// `ptr` is NULL or came from [`into_raw`] and was not freed before.
+pub(crate) unsafe fn drop_raw<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        // SAFETY: the caller guarantees `ptr` came from `into_raw` and is
+        // freed once.
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Sample {
+        struct_size: u32,
+        a: u32,
+        b: u64,
+    }
+
+    impl Versioned for Sample {
+        const MIN_SIZE: usize = 16;
+        const NAME: &'static str = "Sample";
+    }
+
+    const DEFAULTS: Sample = Sample {
+        struct_size: 16,
+        a: 1,
+        b: 2,
+    };
+
+    #[test]
+    fn versioned_structs_are_read_by_their_declared_size() {
+        let given = Sample {
+            struct_size: 16,
+            a: 10,
+            b: 20,
+        };
+        // SAFETY: a live struct of its declared size.
+        assert_eq!(
+            unsafe { read_versioned(&given, DEFAULTS, "s") }.ok(),
+            Some(given)
+        );
+        // A newer caller's larger struct: the known prefix is read.
+        #[repr(C)]
+        struct Newer {
+            old: Sample,
+            extra: u64,
+        }
+        let newer = Newer {
+            old: Sample {
+                struct_size: 24,
+                a: 5,
+                b: 6,
+            },
+            extra: 9,
+        };
+        // SAFETY: `newer` holds the 24 bytes it declares.
+        let read = unsafe { read_versioned(&newer.old as *const Sample, DEFAULTS, "s") };
+        assert_eq!(read.ok().map(|s| (s.a, s.b)), Some((5, 6)));
+        assert_eq!(newer.extra, 9);
+    }
+
+    #[test]
+    fn too_small_or_null_structs_are_invalid_arguments() {
+        let zero = Sample {
+            struct_size: 0,
+            a: 0,
+            b: 0,
+        };
+        // SAFETY: live struct; NULL is checked.
+        let err = unsafe { read_versioned(&zero, DEFAULTS, "options") }.err();
+        assert!(err.is_some_and(
+            |e| e.status == CbxStatus::CBX_INVALID_ARGUMENT && e.message.contains("_default")
+        ));
+        // SAFETY: NULL is checked.
+        let err = unsafe { read_versioned(std::ptr::null::<Sample>(), DEFAULTS, "options") }.err();
+        assert!(err.is_some_and(|e| e.message.contains("`options` is NULL")));
+    }
+
+    #[test]
+    fn strings_must_be_utf8() {
+        let bad = c"caf\xc3\x28";
+        // SAFETY: NUL-terminated literals.
+        let err = unsafe { utf8(bad.as_ptr(), "text", CbxStatus::CBX_INVALID_TEXT) }.err();
+        assert!(err.is_some_and(
+            |e| e.status == CbxStatus::CBX_INVALID_TEXT && e.message.contains("offset 3")
+        ));
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { utf8(c"ok".as_ptr(), "text", CbxStatus::CBX_INVALID_TEXT) }.ok(),
+            Some("ok")
+        );
+        // SAFETY: as above.
+        assert!(unsafe { path(c"".as_ptr(), "path") }.is_err());
+    }
+}

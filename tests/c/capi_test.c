@@ -1,0 +1,649 @@
+/*
+ * End-to-end test of the C API (include/chatterbox_ort.h) against a bundle.
+ * Built and run by tests/capi.rs (also under valgrind):
+ *
+ *   capi_test BUNDLE_DIR SCRATCH_DIR [quick]
+ *
+ * "quick" runs the subset used under valgrind: every error path, two-token
+ * syntheses, streaming with cancel, voice files; not the conditioning graphs
+ * (voices from audio), the determinism, residency-switch and two-thread
+ * comparisons. Exit status 0 when every check passed.
+ */
+
+#include "chatterbox_ort.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CBX_TEST_PI 3.14159265358979323846
+
+static int g_checks = 0;
+static int g_failures = 0;
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        g_checks++;                                                            \
+        if (!(cond)) {                                                         \
+            g_failures++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fprintf(stderr, "\n");                                             \
+        }                                                                      \
+    } while (0)
+
+/* Checks a status; for a failure also that the message is non-empty and, when
+ * `needle` is non-NULL, that it mentions `needle`. */
+#define EXPECT_STATUS(got, want, needle) expect_status((got), (want), (needle), #got, __LINE__)
+
+static void expect_status(CbxStatus got, CbxStatus want, const char *needle, const char *what,
+                          int line) {
+    g_checks++;
+    const char *message = cbx_last_error_message();
+    int ok = got == want;
+    if (ok && want != CBX_OK) {
+        ok = message != NULL && message[0] != '\0' && (needle == NULL || strstr(message, needle));
+    }
+    if (!ok) {
+        g_failures++;
+        fprintf(stderr, "FAIL line %d: %s returned %s, expected %s (message: \"%s\"%s%s)\n", line,
+                what, cbx_status_name(got), cbx_status_name(want), message ? message : "(null)",
+                needle ? ", should mention " : "", needle ? needle : "");
+    }
+}
+
+static const char *g_bundle;
+static char g_scratch[4096];
+static int g_quick;
+
+static const char *scratch_path(const char *name, char *buffer, size_t size) {
+    snprintf(buffer, size, "%s/%s", g_scratch, name);
+    return buffer;
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+typedef struct Samples {
+    float *data;
+    size_t count;
+    uint32_t sample_rate;
+} Samples;
+
+static void samples_free(Samples *s) {
+    free(s->data);
+    s->data = NULL;
+    s->count = 0;
+}
+
+/* Copies the samples out of `audio` and frees it. */
+static Samples take_audio(CbxAudio *audio) {
+    Samples s = {NULL, 0, 0};
+    const float *data = NULL;
+    if (cbx_audio_samples(audio, &data, &s.count, &s.sample_rate) == CBX_OK && s.count > 0) {
+        s.data = malloc(s.count * sizeof(float));
+        if (s.data) {
+            memcpy(s.data, data, s.count * sizeof(float));
+        }
+    }
+    cbx_audio_free(audio);
+    return s;
+}
+
+static int same_samples(const Samples *a, const Samples *b) {
+    return a->count == b->count && a->sample_rate == b->sample_rate && a->count > 0 &&
+           memcmp(a->data, b->data, a->count * sizeof(float)) == 0;
+}
+
+/* `tokens` speech tokens (min_new_tokens == max_new_tokens) of one text chunk:
+ * exactly 960 samples (two 480-sample mel frames) per token at 24 kHz. */
+static size_t count_non_finite(const Samples *s) {
+    size_t bad = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        bad += !isfinite(s->data[i]);
+    }
+    return bad;
+}
+
+/* `tokens` speech tokens (min_new_tokens == max_new_tokens) of one text chunk:
+ * exactly 960 samples (two 480-sample mel frames) per token at 24 kHz, finite
+ * and in [-1, 1]. */
+static void check_speech(const Samples *s, uint32_t tokens, const char *what) {
+    CHECK(s->sample_rate == 24000, "%s: sample rate %u", what, s->sample_rate);
+    CHECK(s->count == (size_t)960 * tokens, "%s: %zu samples, expected 960 x %u tokens", what,
+          s->count, tokens);
+    size_t outside = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        outside += s->data[i] < -1.0f || s->data[i] > 1.0f;
+    }
+    CHECK(count_non_finite(s) == 0 && outside == 0,
+          "%s: %zu samples not finite, %zu outside [-1, 1]", what, count_non_finite(s), outside);
+}
+
+/* A little-endian 16-bit mono WAV: a voiced buzz (harmonics of a gliding
+ * pitch) with syllable-like loudness, so trimming keeps most of it. */
+static int write_test_wav(const char *path, uint32_t sample_rate, double seconds) {
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        return 0;
+    }
+    uint32_t n = (uint32_t)(sample_rate * seconds);
+    uint32_t data_bytes = n * 2;
+    uint8_t header[44];
+    memcpy(header, "RIFF", 4);
+    uint32_t riff = 36 + data_bytes;
+    memcpy(header + 4, &riff, 4);
+    memcpy(header + 8, "WAVEfmt ", 8);
+    uint32_t fmt_size = 16;
+    uint16_t format = 1, channels = 1, block = 2, bits = 16;
+    uint32_t byte_rate = sample_rate * 2;
+    memcpy(header + 16, &fmt_size, 4);
+    memcpy(header + 20, &format, 2);
+    memcpy(header + 22, &channels, 2);
+    memcpy(header + 24, &sample_rate, 4);
+    memcpy(header + 28, &byte_rate, 4);
+    memcpy(header + 32, &block, 2);
+    memcpy(header + 34, &bits, 2);
+    memcpy(header + 36, "data", 4);
+    memcpy(header + 40, &data_bytes, 4);
+    int ok = fwrite(header, 1, sizeof header, f) == sizeof header;
+    double phase = 0.0;
+    uint32_t noise = 12345u;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        double t = (double)i / sample_rate;
+        double f0 = 110.0 + 30.0 * sin(2.0 * CBX_TEST_PI * 0.7 * t);
+        phase += 2.0 * CBX_TEST_PI * f0 / sample_rate;
+        double v = 0.0;
+        for (int h = 1; h <= 8; h++) {
+            v += sin(h * phase) / h;
+        }
+        noise = noise * 1664525u + 1013904223u;
+        v += ((double)(noise >> 8) / 16777216.0 - 0.5) * 0.05;
+        double envelope = 0.2 + 0.8 * fabs(sin(2.0 * CBX_TEST_PI * 2.5 * t));
+        int16_t s = (int16_t)(v * envelope * 0.3 * 32767.0);
+        ok = fwrite(&s, 2, 1, f) == 1;
+    }
+    return fclose(f) == 0 && ok;
+}
+
+static int write_bytes(const char *path, const char *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        return 0;
+    }
+    int ok = fwrite(bytes, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+static CbxRequest fast_request(const CbxEngine *engine, uint64_t seed, uint32_t tokens) {
+    CbxRequest request;
+    memset(&request, 0, sizeof request);
+    EXPECT_STATUS(cbx_request_default(engine, &request), CBX_OK, NULL);
+    request.seed = seed;
+    request.max_new_tokens = tokens;
+    request.min_new_tokens = tokens;
+    request.flow_steps = 2;
+    request.watermark = 0;
+    return request;
+}
+
+static Samples synth(const CbxEngine *engine, const char *text, const CbxVoice *voice,
+                     const CbxRequest *request) {
+    CbxAudio *audio = NULL;
+    EXPECT_STATUS(cbx_synthesize(engine, text, voice, request, &audio), CBX_OK, NULL);
+    CHECK(audio != NULL, "no audio");
+    return take_audio(audio);
+}
+
+/* ---- tests without an engine ------------------------------------------------ */
+
+/* Copies the calling thread's last error message (the pointer itself is only
+ * valid while that thread lives). */
+static void *read_last_error(void *out) {
+    snprintf((char *)out, 256, "%s", cbx_last_error_message());
+    return NULL;
+}
+
+static void test_versions_and_names(void) {
+    CHECK(cbx_abi_version() == CBX_ABI_VERSION, "abi %u", cbx_abi_version());
+    CHECK(cbx_version() != NULL && strlen(cbx_version()) > 0, "empty version");
+    CHECK(strcmp(cbx_status_name(CBX_OK), "CBX_OK") == 0, "%s", cbx_status_name(CBX_OK));
+    CHECK(strcmp(cbx_status_name(CBX_CANCELLED), "CBX_CANCELLED") == 0, "%s",
+          cbx_status_name(CBX_CANCELLED));
+    CHECK(strcmp(cbx_status_name(CBX_INTERNAL), "CBX_INTERNAL") == 0, "%s",
+          cbx_status_name(CBX_INTERNAL));
+    CHECK(strcmp(cbx_status_name(12345), "CBX_UNKNOWN") == 0, "%s", cbx_status_name(12345));
+    CHECK(strcmp(cbx_status_name(-1), "CBX_UNKNOWN") == 0, "%s", cbx_status_name(-1));
+    /* ONNX Runtime is loaded by the first engine. */
+    CHECK(cbx_onnxruntime_version() == NULL && strstr(cbx_last_error_message(), "not loaded"),
+          "onnxruntime version before any engine: \"%s\"", cbx_last_error_message());
+}
+
+static void test_free_null(void) {
+    cbx_engine_free(NULL);
+    cbx_voice_free(NULL);
+    cbx_audio_free(NULL);
+    cbx_string_free(NULL);
+    CHECK(1, "free(NULL) returned");
+}
+
+static void test_errors_without_engine(void) {
+    char path[4200];
+    CbxEngineOptions options;
+    EXPECT_STATUS(cbx_engine_options_default(NULL), CBX_INVALID_ARGUMENT, "options");
+    EXPECT_STATUS(cbx_engine_options_default(&options), CBX_OK, NULL);
+    CHECK(options.struct_size == sizeof(CbxEngineOptions), "struct_size %u", options.struct_size);
+    CHECK(options.provider == CBX_PROVIDER_CPU, "provider %u", options.provider);
+
+    CbxEngine *engine = (CbxEngine *)(uintptr_t)1; /* must be reset to NULL */
+    EXPECT_STATUS(cbx_engine_create(NULL, &engine), CBX_INVALID_ARGUMENT, "options");
+    CHECK(engine == NULL, "out not reset to NULL on failure");
+    EXPECT_STATUS(cbx_engine_create(&options, NULL), CBX_INVALID_ARGUMENT, "out");
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_INVALID_ARGUMENT, "bundle_dir");
+
+    options.bundle_dir = scratch_path("no-such-bundle", path, sizeof path);
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_BUNDLE, "no-such-bundle");
+    CHECK(engine == NULL, "engine after a failure");
+
+    options.bundle_dir = g_bundle;
+    options.struct_size = 0;
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_INVALID_ARGUMENT, "struct_size");
+    options.struct_size = 8;
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_INVALID_ARGUMENT, "struct_size");
+    options.struct_size = sizeof options;
+    options.provider = 99;
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_INVALID_ARGUMENT, "provider");
+    options.provider = CBX_PROVIDER_CPU;
+    options.residency = "sometimes";
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_INVALID_ARGUMENT, "sometimes");
+    options.residency = "\xff\xfe";
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_INVALID_ARGUMENT, "UTF-8");
+    CHECK(engine == NULL, "engine after a failure");
+
+    /* Messages are per thread: a fresh thread has none. */
+    char other[256] = "(not run)";
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, read_last_error, other) == 0) {
+        pthread_join(thread, NULL);
+    }
+    CHECK(other[0] == '\0', "a new thread sees \"%s\"", other);
+
+    CbxVoice *voice = (CbxVoice *)(uintptr_t)1;
+    EXPECT_STATUS(cbx_voice_load(NULL, &voice), CBX_INVALID_ARGUMENT, "path");
+    CHECK(voice == NULL, "out not reset to NULL on failure");
+    EXPECT_STATUS(cbx_voice_load(scratch_path("missing.safetensors", path, sizeof path), &voice),
+                  CBX_IO, "missing.safetensors");
+    const char junk[] = "this is not a safetensors file";
+    CHECK(write_bytes(scratch_path("junk.safetensors", path, sizeof path), junk, sizeof junk),
+          "write %s", path);
+    EXPECT_STATUS(cbx_voice_load(path, &voice), CBX_BUNDLE, "junk.safetensors");
+    EXPECT_STATUS(cbx_voice_load(path, NULL), CBX_INVALID_ARGUMENT, "out");
+    EXPECT_STATUS(cbx_voice_save(NULL, path), CBX_INVALID_ARGUMENT, "voice");
+
+    CbxRequest request;
+    EXPECT_STATUS(cbx_request_default(NULL, &request), CBX_INVALID_ARGUMENT, "engine");
+    CbxAudio *audio = (CbxAudio *)(uintptr_t)1;
+    EXPECT_STATUS(cbx_synthesize(NULL, "Hello.", NULL, NULL, &audio), CBX_INVALID_ARGUMENT,
+                  "engine");
+    CHECK(audio == NULL, "out not reset to NULL on failure");
+    EXPECT_STATUS(cbx_synthesize_streaming(NULL, "Hello.", NULL, NULL, NULL, NULL),
+                  CBX_INVALID_ARGUMENT, "callback");
+    EXPECT_STATUS(cbx_voice_from_wav_file(NULL, "x.wav", &voice), CBX_INVALID_ARGUMENT, "engine");
+    EXPECT_STATUS(cbx_engine_set_residency(NULL, "swap"), CBX_INVALID_ARGUMENT, "engine");
+    char *json = (char *)(uintptr_t)1;
+    EXPECT_STATUS(cbx_engine_stats_json(NULL, &json), CBX_INVALID_ARGUMENT, "engine");
+    CHECK(json == NULL, "out not reset to NULL on failure");
+    const float *data = (const float *)(uintptr_t)1;
+    size_t count = 7;
+    uint32_t rate = 7;
+    EXPECT_STATUS(cbx_audio_samples(NULL, &data, &count, &rate), CBX_INVALID_ARGUMENT, "audio");
+    CHECK(data == NULL && count == 0 && rate == 0, "outs not reset on failure");
+}
+
+/* ---- tests with an engine ------------------------------------------------------ */
+
+static CbxEngine *create_engine(void) {
+    CbxEngineOptions options;
+    cbx_engine_options_default(&options);
+    options.bundle_dir = g_bundle;
+    options.threads = 1;
+    CbxEngine *engine = NULL;
+    EXPECT_STATUS(cbx_engine_create(&options, &engine), CBX_OK, NULL);
+    return engine;
+}
+
+static void test_request_default(const CbxEngine *engine) {
+    CbxRequest request;
+    memset(&request, 0xAB, sizeof request);
+    EXPECT_STATUS(cbx_request_default(engine, &request), CBX_OK, NULL);
+    CHECK(request.struct_size == sizeof(CbxRequest), "struct_size %u", request.struct_size);
+    CHECK(request.temperature > 0.0f && request.top_p > 0.0f && request.top_p <= 1.0f,
+          "temperature %f top_p %f", request.temperature, request.top_p);
+    CHECK(request.max_new_tokens > 0 && request.flow_steps > 0, "tokens %u steps %u",
+          request.max_new_tokens, request.flow_steps);
+    CHECK(request.seed == 0 && request.watermark == 1, "seed %llu watermark %d",
+          (unsigned long long)request.seed, request.watermark);
+    EXPECT_STATUS(cbx_request_default(engine, NULL), CBX_INVALID_ARGUMENT, "request");
+}
+
+static void test_synthesis(const CbxEngine *engine) {
+    uint32_t tokens = g_quick ? 2 : 10;
+    CbxRequest request = fast_request(engine, 42, tokens);
+    Samples first = synth(engine, "Hello from C.", NULL, &request);
+    check_speech(&first, tokens, "synthesis");
+    if (!g_quick) {
+        Samples again = synth(engine, "Hello from C.", NULL, &request);
+        CHECK(same_samples(&first, &again), "same seed, different audio");
+        samples_free(&again);
+        request.seed = 43;
+        Samples other = synth(engine, "Hello from C.", NULL, &request);
+        CHECK(!same_samples(&first, &other), "another seed, same audio");
+        samples_free(&other);
+        /* The watermark keeps the length and the engine's output range. */
+        request.seed = 42;
+        request.watermark = 1;
+        Samples marked = synth(engine, "Hello from C.", NULL, &request);
+        CHECK(marked.sample_rate == 24000 && marked.count == first.count,
+              "watermark: %zu samples at %u Hz, %zu without", marked.count, marked.sample_rate,
+              first.count);
+        check_speech(&marked, (uint32_t)(first.count / 960), "watermark");
+        samples_free(&marked);
+    }
+    samples_free(&first);
+
+    /* A caller built against a newer header passes a larger struct. */
+    struct {
+        CbxRequest request;
+        uint64_t newer_field;
+    } larger;
+    larger.request = fast_request(engine, 42, 2);
+    larger.request.struct_size = sizeof larger;
+    larger.newer_field = 0;
+    Samples from_larger = synth(engine, "Hello.", NULL, &larger.request);
+    check_speech(&from_larger, 2, "larger struct_size");
+    samples_free(&from_larger);
+}
+
+static void test_synthesis_errors(const CbxEngine *engine) {
+    CbxRequest request = fast_request(engine, 1, 2);
+    CbxAudio *audio = (CbxAudio *)(uintptr_t)1;
+    EXPECT_STATUS(cbx_synthesize(engine, NULL, NULL, &request, &audio), CBX_INVALID_ARGUMENT,
+                  "text");
+    CHECK(audio == NULL, "out not reset to NULL on failure");
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &request, NULL), CBX_INVALID_ARGUMENT,
+                  "out");
+    EXPECT_STATUS(cbx_synthesize(engine, "caf\xc3\x28 au lait", NULL, &request, &audio),
+                  CBX_INVALID_TEXT, "UTF-8");
+    EXPECT_STATUS(cbx_synthesize(engine, "", NULL, &request, &audio), CBX_INVALID_TEXT, NULL);
+    EXPECT_STATUS(cbx_synthesize(engine, "   ", NULL, &request, &audio), CBX_INVALID_TEXT, NULL);
+
+    CbxRequest bad = request;
+    bad.temperature = -1.0f;
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "temperature");
+    bad = request;
+    bad.top_p = 1.5f;
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "top_p");
+    bad = request;
+    bad.flow_steps = 0;
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "flow_steps");
+    bad = request;
+    bad.exaggeration = NAN;
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "exaggeration");
+    bad = request;
+    bad.struct_size = 0;
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "struct_size");
+    CHECK(audio == NULL, "audio after failures");
+
+    const float *data = NULL;
+    size_t count = 0;
+    uint32_t rate = 0;
+    CbxAudio *real = NULL;
+    EXPECT_STATUS(cbx_synthesize(engine, "Hi.", NULL, &request, &real), CBX_OK, NULL);
+    EXPECT_STATUS(cbx_audio_samples(real, NULL, &count, &rate), CBX_INVALID_ARGUMENT, "samples");
+    EXPECT_STATUS(cbx_audio_samples(real, &data, NULL, &rate), CBX_INVALID_ARGUMENT, "count");
+    EXPECT_STATUS(cbx_audio_samples(real, &data, &count, NULL), CBX_INVALID_ARGUMENT,
+                  "sample_rate");
+    cbx_audio_free(real);
+}
+
+typedef struct Stream {
+    int calls;
+    int cancel_after;
+    float *data;
+    size_t count;
+    uint32_t sample_rate;
+    int bad_rate;
+} Stream;
+
+static int32_t on_chunk(const float *samples, size_t count, uint32_t sample_rate, void *user) {
+    Stream *s = (Stream *)user;
+    s->calls++;
+    if (s->sample_rate != 0 && s->sample_rate != sample_rate) {
+        s->bad_rate = 1;
+    }
+    s->sample_rate = sample_rate;
+    float *grown = realloc(s->data, (s->count + count) * sizeof(float));
+    if (grown) {
+        memcpy(grown + s->count, samples, count * sizeof(float));
+        s->data = grown;
+        s->count += count;
+    }
+    return s->cancel_after > 0 && s->calls >= s->cancel_after;
+}
+
+static void test_streaming(const CbxEngine *engine) {
+    const char *text = "First sentence here. And a second one.";
+    CbxRequest request = fast_request(engine, 5, g_quick ? 2 : 4);
+
+    Stream cancel = {0, 1, NULL, 0, 0, 0};
+    EXPECT_STATUS(cbx_synthesize_streaming(engine, text, NULL, &request, on_chunk, &cancel),
+                  CBX_CANCELLED, "cancel");
+    CHECK(cancel.calls == 1, "%d callback calls after cancelling on the first", cancel.calls);
+    free(cancel.data);
+
+    EXPECT_STATUS(cbx_synthesize_streaming(engine, text, NULL, &request, NULL, NULL),
+                  CBX_INVALID_ARGUMENT, "callback");
+    Stream unused = {0, 0, NULL, 0, 0, 0};
+    EXPECT_STATUS(cbx_synthesize_streaming(engine, "\xc0", NULL, &request, on_chunk, &unused),
+                  CBX_INVALID_TEXT, "UTF-8");
+    CHECK(unused.calls == 0, "callback called for invalid text");
+
+    if (!g_quick) {
+        Stream full = {0, 0, NULL, 0, 0, 0};
+        EXPECT_STATUS(cbx_synthesize_streaming(engine, text, NULL, &request, on_chunk, &full),
+                      CBX_OK, NULL);
+        CHECK(full.calls >= 1 && !full.bad_rate && full.sample_rate == 24000,
+              "%d calls, rate %u", full.calls, full.sample_rate);
+        Samples whole = synth(engine, text, NULL, &request);
+        Samples streamed = {full.data, full.count, full.sample_rate};
+        CHECK(same_samples(&whole, &streamed),
+              "streamed chunks (%zu samples) differ from the whole audio (%zu samples)",
+              streamed.count, whole.count);
+        samples_free(&whole);
+        free(full.data);
+    }
+}
+
+/* Quick mode: a voice file saved and loaded, no conditioning graphs. */
+static void test_voice_files(void) {
+    char bundled[4200], saved[4200];
+    snprintf(bundled, sizeof bundled, "%s/voice.safetensors", g_bundle);
+    CbxVoice *voice = NULL;
+    EXPECT_STATUS(cbx_voice_load(bundled, &voice), CBX_OK, NULL);
+    EXPECT_STATUS(cbx_voice_save(voice, scratch_path("copy.safetensors", saved, sizeof saved)),
+                  CBX_OK, NULL);
+    cbx_voice_free(voice);
+    voice = NULL;
+    EXPECT_STATUS(cbx_voice_load(saved, &voice), CBX_OK, NULL);
+    cbx_voice_free(voice);
+}
+
+static void test_voices(const CbxEngine *engine) {
+    char wav[4200], corrupt[4200], missing[4200], saved[4200];
+    scratch_path("reference.wav", wav, sizeof wav);
+    CHECK(write_test_wav(wav, 22050, 2.0), "writing %s", wav);
+    CbxVoice *voice = NULL;
+    if (g_quick) {
+        test_voice_files();
+        goto errors;
+    }
+
+    EXPECT_STATUS(cbx_voice_from_wav_file(engine, wav, &voice), CBX_OK, NULL);
+    CHECK(voice != NULL, "no voice");
+    CbxRequest request = fast_request(engine, 9, 3);
+    Samples with_voice = synth(engine, "A cloned voice.", voice, &request);
+    check_speech(&with_voice, 3, "synthesis with a WAV voice");
+
+    scratch_path("voice.safetensors", saved, sizeof saved);
+    EXPECT_STATUS(cbx_voice_save(voice, saved), CBX_OK, NULL);
+    EXPECT_STATUS(cbx_voice_save(voice, NULL), CBX_INVALID_ARGUMENT, "path");
+    CbxVoice *loaded = NULL;
+    EXPECT_STATUS(cbx_voice_load(saved, &loaded), CBX_OK, NULL);
+    Samples with_loaded = synth(engine, "A cloned voice.", loaded, &request);
+    CHECK(same_samples(&with_voice, &with_loaded), "a saved and loaded voice sounds different");
+    samples_free(&with_loaded);
+    samples_free(&with_voice);
+    cbx_voice_free(loaded);
+    cbx_voice_free(voice);
+
+    /* The same clip as samples. */
+    size_t n = 22050 * 2;
+    float *samples = malloc(n * sizeof(float));
+    for (size_t i = 0; samples && i < n; i++) {
+        double t = (double)i / 22050.0;
+        samples[i] = (float)(0.3 * sin(2.0 * CBX_TEST_PI * 140.0 * t) * (0.2 + 0.8 * fabs(sin(5.0 * t))));
+    }
+    voice = NULL;
+    EXPECT_STATUS(cbx_voice_from_samples(engine, samples, n, 22050, &voice), CBX_OK, NULL);
+    cbx_voice_free(voice);
+    EXPECT_STATUS(cbx_voice_from_samples(engine, samples, n, 0, &voice), CBX_INVALID_ARGUMENT,
+                  "sample_rate");
+    EXPECT_STATUS(cbx_voice_from_samples(engine, samples, 0, 22050, &voice), CBX_INVALID_AUDIO,
+                  NULL);
+    EXPECT_STATUS(cbx_voice_from_samples(engine, NULL, n, 22050, &voice), CBX_INVALID_ARGUMENT,
+                  "samples");
+    EXPECT_STATUS(cbx_voice_from_samples(NULL, samples, n, 22050, &voice), CBX_INVALID_ARGUMENT,
+                  "engine");
+    if (samples) {
+        samples[100] = NAN;
+    }
+    EXPECT_STATUS(cbx_voice_from_samples(engine, samples, n, 22050, &voice), CBX_INVALID_AUDIO,
+                  NULL);
+    CHECK(voice == NULL, "voice after failures");
+    free(samples);
+
+errors:
+    scratch_path("corrupt.wav", corrupt, sizeof corrupt);
+    const char bytes[] = "RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage garbage garbage";
+    CHECK(write_bytes(corrupt, bytes, sizeof bytes - 1), "writing %s", corrupt);
+    EXPECT_STATUS(cbx_voice_from_wav_file(engine, corrupt, &voice), CBX_INVALID_AUDIO,
+                  "corrupt.wav");
+    scratch_path("missing.wav", missing, sizeof missing);
+    /* A WAV that cannot be opened: the audio module reports it as unusable
+     * audio (cbx_voice_load reports a missing voice file as CBX_IO). */
+    CbxStatus status = cbx_voice_from_wav_file(engine, missing, &voice);
+    EXPECT_STATUS(status, status == CBX_IO ? CBX_IO : CBX_INVALID_AUDIO, "missing.wav");
+    EXPECT_STATUS(cbx_voice_from_wav_file(engine, NULL, &voice), CBX_INVALID_ARGUMENT, "path");
+    EXPECT_STATUS(cbx_voice_from_wav_file(engine, wav, NULL), CBX_INVALID_ARGUMENT, "out");
+    CHECK(voice == NULL, "voice after failures");
+}
+
+static void test_residency_and_stats(const CbxEngine *engine) {
+    if (!g_quick) {
+        EXPECT_STATUS(cbx_engine_set_residency(engine, "swap"), CBX_OK, NULL);
+        CbxRequest request = fast_request(engine, 3, 2);
+        Samples s = synth(engine, "Swapped.", NULL, &request);
+        check_speech(&s, 2, "synthesis under swap");
+        samples_free(&s);
+    }
+    char *json = NULL;
+    EXPECT_STATUS(cbx_engine_stats_json(engine, &json), CBX_OK, NULL);
+    CHECK(json != NULL && json[0] == '{' && strlen(json) > 2, "stats \"%s\"", json ? json : "");
+    cbx_string_free(json);
+    EXPECT_STATUS(cbx_engine_stats_json(engine, NULL), CBX_INVALID_ARGUMENT, "out_json");
+    EXPECT_STATUS(cbx_engine_set_residency(engine, "resident"), CBX_OK, NULL);
+    EXPECT_STATUS(cbx_engine_set_residency(engine, "sometimes"), CBX_INVALID_ARGUMENT,
+                  "sometimes");
+    EXPECT_STATUS(cbx_engine_set_residency(engine, NULL), CBX_INVALID_ARGUMENT, "preset");
+}
+
+typedef struct Job {
+    const CbxEngine *engine;
+    CbxRequest request;
+    Samples result;
+    CbxStatus status;
+} Job;
+
+static void *run_job(void *arg) {
+    Job *job = (Job *)arg;
+    CbxAudio *audio = NULL;
+    job->status = cbx_synthesize(job->engine, "Two threads, one engine.", NULL, &job->request,
+                                 &audio);
+    job->result = take_audio(audio);
+    return NULL;
+}
+
+static void test_threads(const CbxEngine *engine) {
+    CbxRequest request = fast_request(engine, 77, 6);
+    Samples reference = synth(engine, "Two threads, one engine.", NULL, &request);
+    Job jobs[2] = {{engine, request, {NULL, 0, 0}, CBX_INTERNAL},
+                   {engine, request, {NULL, 0, 0}, CBX_INTERNAL}};
+    pthread_t threads[2];
+    int started[2];
+    for (int i = 0; i < 2; i++) {
+        started[i] = pthread_create(&threads[i], NULL, run_job, &jobs[i]) == 0;
+        CHECK(started[i], "pthread_create %d", i);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (started[i]) {
+            pthread_join(threads[i], NULL);
+        }
+        CHECK(jobs[i].status == CBX_OK, "thread %d: %s", i, cbx_status_name(jobs[i].status));
+        CHECK(same_samples(&reference, &jobs[i].result),
+              "thread %d: %zu samples differ from the single-thread %zu", i, jobs[i].result.count,
+              reference.count);
+        samples_free(&jobs[i].result);
+    }
+    samples_free(&reference);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s BUNDLE_DIR SCRATCH_DIR [quick]\n", argv[0]);
+        return 2;
+    }
+    g_bundle = argv[1];
+    snprintf(g_scratch, sizeof g_scratch, "%s", argv[2]);
+    g_quick = argc > 3 && strcmp(argv[3], "quick") == 0;
+
+    test_versions_and_names();
+    test_free_null();
+    test_errors_without_engine();
+
+    CbxEngine *engine = create_engine();
+    if (engine) {
+        const char *ort = cbx_onnxruntime_version();
+        CHECK(ort != NULL && ort[0] != '\0', "onnxruntime version: %s", cbx_last_error_message());
+        test_request_default(engine);
+        test_synthesis(engine);
+        test_synthesis_errors(engine);
+        test_streaming(engine);
+        test_voices(engine);
+        test_residency_and_stats(engine);
+        if (!g_quick) {
+            test_threads(engine);
+        }
+    }
+    cbx_engine_free(engine);
+
+    printf("capi_test (%s): %d checks, %d failures\n", g_quick ? "quick" : "full", g_checks,
+           g_failures);
+    return g_failures == 0 ? 0 : 1;
+}
