@@ -1,0 +1,415 @@
+//! `chatterbox-ort bench`: residency modes compared, each in a fresh process.
+//!
+//! The `bench` command ([`run_cli`]) re-executes its own binary once per mode
+//! with the hidden `bench-worker` subcommand ([`run_worker`]), so no mode
+//! inherits another's memory. A worker loads the engine under one residency
+//! mode, runs a warm-up synthesis and then the measured ones with exactly
+//! `--tokens` speech tokens, and prints one [`schema::ModeResult`] as JSON on
+//! stdout. The orchestrator summarises them (median, min-max, ratio to
+//! `resident`), merges PyTorch baseline results (`--baseline`, written by
+//! `benches/baseline_torch.py` in the same schema) and writes JSON, Markdown
+//! and a PNG plot.
+//!
+//! Special modes besides the residency presets:
+//! - `largest-stage`: loads and runs only the stage with the most weight bytes
+//!   (T3 for the real model), all of it resident: the reference footprint that
+//!   swap's peak is compared with.
+//! - `swap-cost`: times session creation of every component four ways and
+//!   splits it into file read, graph optimization and initializer set-up.
+//!
+//! This module is a command-line tool inside the library: it reports errors
+//! with `anyhow`, like the CLI.
+
+pub mod machine;
+pub mod markdown;
+pub mod plot;
+pub mod schema;
+pub mod summary;
+mod worker;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+
+use schema::{ModeResult, Report, ResultKind, SCHEMA};
+
+pub use worker::run_worker;
+
+/// Modes run when `--modes` is not given.
+pub const DEFAULT_MODES: &str =
+    "resident,swap,swap-prefetch,cpu,idle=30,budget=2GiB,largest-stage,swap-cost";
+
+/// The fixed text every synthesis speaks (its length only affects the prefill).
+pub const DEFAULT_TEXT: &str =
+    "Memory is the treasury and guardian of all things, and speech is its most faithful messenger.";
+
+/// Arguments of `chatterbox-ort bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Model bundle folder.
+    #[arg(long, default_value = "onnx/tiny")]
+    pub bundle: PathBuf,
+    /// Comma-separated modes: residency presets (`resident`, `swap`, `cpu`,
+    /// `idle=SECS`, `budget=SIZE`), a `-prefetch` suffix for prefetching,
+    /// `largest-stage` and `swap-cost`.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_MODES)]
+    pub modes: Vec<String>,
+    /// Measured syntheses per mode (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Speech tokens per synthesis (forced: the stop token is suppressed).
+    #[arg(long, default_value_t = 100)]
+    pub tokens: usize,
+    /// Execution provider: `cpu` or `cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub provider: String,
+    /// Intra-op threads per session (default: the engine's).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Text to synthesize.
+    #[arg(long, default_value = DEFAULT_TEXT)]
+    pub text: String,
+    /// Times each session-creation variant is repeated in `swap-cost`.
+    #[arg(long, default_value_t = 3)]
+    pub swap_cost_repeats: usize,
+    /// Speech tokens of the warm-up synthesis (default: `--tokens`). The warm-up
+    /// creates every session the mode creates; a shorter one saves time on slow machines.
+    #[arg(long)]
+    pub warmup_tokens: Option<usize>,
+    /// Flow-matching steps of the warm-up synthesis (default: the bundle's).
+    #[arg(long)]
+    pub warmup_flow_steps: Option<usize>,
+    /// Write the full report (results, summaries, acceptance) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the Markdown tables here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write the peak-memory vs RTF plot (PNG) here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Write the compact README table here (links to `--markdown`).
+    #[arg(long)]
+    pub snippet: Option<PathBuf>,
+    /// Baseline report(s) in the same JSON schema (from benches/baseline_torch.py) to merge.
+    #[arg(long)]
+    pub baseline: Vec<PathBuf>,
+    /// Do not run anything: re-render the report in this JSON file (plus any `--baseline`).
+    #[arg(long)]
+    pub from_json: Option<PathBuf>,
+    /// Give up on a mode's worker after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub mode_timeout_s: u64,
+}
+
+/// Arguments of the hidden `chatterbox-ort bench-worker` (one mode, one process).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Model bundle folder.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// One mode (see `bench --modes`).
+    #[arg(long)]
+    pub mode: String,
+    /// Measured syntheses.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Speech tokens per synthesis.
+    #[arg(long, default_value_t = 100)]
+    pub tokens: usize,
+    /// Execution provider: `cpu` or `cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub provider: String,
+    /// Intra-op threads per session.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Text to synthesize.
+    #[arg(long, default_value = DEFAULT_TEXT)]
+    pub text: String,
+    /// Repeats per variant in `swap-cost`.
+    #[arg(long, default_value_t = 3)]
+    pub swap_cost_repeats: usize,
+    /// Speech tokens of the warm-up synthesis (default: `--tokens`).
+    #[arg(long)]
+    pub warmup_tokens: Option<usize>,
+    /// Flow-matching steps of the warm-up synthesis (default: the bundle's).
+    #[arg(long)]
+    pub warmup_flow_steps: Option<usize>,
+}
+
+/// Runs `chatterbox-ort bench`: every mode in its own worker process, then the reports.
+pub fn run_cli(args: &BenchArgs) -> Result<()> {
+    let mut report = match &args.from_json {
+        Some(path) => read_report(path)?,
+        None => run_modes(args)?,
+    };
+    for b in &args.baseline {
+        let base = read_report(b)?;
+        report.results.retain(|r| {
+            !base
+                .results
+                .iter()
+                .any(|x| x.mode == r.mode && x.framework == r.framework)
+        });
+        report.results.extend(base.results);
+        for (k, v) in base.config {
+            report.config.entry(format!("baseline.{k}")).or_insert(v);
+        }
+    }
+    finish(&mut report);
+    write_outputs(&report, args)
+}
+
+/// Fills the summaries and the acceptance figures of a report.
+pub fn finish(report: &mut Report) {
+    report.schema = SCHEMA.into();
+    report.summary = summary::summarize_all(&report.results);
+    report.acceptance = summary::acceptance(&report.summary);
+}
+
+fn read_report(path: &Path) -> Result<Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {} as a bench report", path.display()))?;
+    if report.schema != SCHEMA {
+        bail!(
+            "{}: schema `{}`, expected `{SCHEMA}`",
+            path.display(),
+            report.schema
+        );
+    }
+    Ok(report)
+}
+
+fn write_outputs(report: &Report, args: &BenchArgs) -> Result<()> {
+    let write = |path: &Path, bytes: &[u8]| -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    if let Some(p) = &args.json {
+        write(p, serde_json::to_string_pretty(report)?.as_bytes())?;
+    }
+    let md = markdown::render(report);
+    if let Some(p) = &args.markdown {
+        write(p, md.as_bytes())?;
+    }
+    if let Some(p) = &args.snippet {
+        let link = args
+            .markdown
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |m| m.display().to_string());
+        write(p, markdown::render_snippet(report, &link).as_bytes())?;
+    }
+    if let Some(p) = &args.plot {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let pts = plot::points(&report.summary);
+        let reference: Vec<(String, f64)> = report
+            .summary
+            .iter()
+            .filter(|s| s.kind == Some(ResultKind::LargestStage) && s.runs > 0)
+            .map(|s| {
+                (
+                    format!("largest stage alone ({})", s.mode),
+                    s.peak_rss_bytes.median / (1024.0 * 1024.0),
+                )
+            })
+            .collect();
+        let title = format!(
+            "Peak memory vs RTF, {} tokens ({})",
+            report.config.get("tokens").map_or("?", String::as_str),
+            report.config.get("provider").map_or("?", String::as_str)
+        );
+        plot::write_png(p, &title, &pts, &reference)?;
+    }
+    if args.markdown.is_none() && args.json.is_none() {
+        print!("{md}");
+    }
+    Ok(())
+}
+
+fn run_modes(args: &BenchArgs) -> Result<Report> {
+    if args.runs == 0 || args.tokens == 0 {
+        bail!("--runs and --tokens must be at least 1");
+    }
+    let exe = std::env::current_exe().context("finding the chatterbox-ort executable")?;
+    let mut report = Report {
+        schema: SCHEMA.into(),
+        created_unix_s: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        machine: machine::machine(),
+        config: [
+            ("bundle", args.bundle.display().to_string()),
+            ("tokens", args.tokens.to_string()),
+            ("runs", args.runs.to_string()),
+            ("provider", args.provider.clone()),
+            (
+                "threads",
+                args.threads
+                    .map_or_else(|| "default".into(), |t| t.to_string()),
+            ),
+            ("modes", args.modes.join(",")),
+            (
+                "warmup",
+                format!(
+                    "{} tokens, {} flow steps",
+                    args.warmup_tokens.unwrap_or(args.tokens),
+                    args.warmup_flow_steps
+                        .map_or_else(|| "default".to_string(), |s| s.to_string())
+                ),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        ..Default::default()
+    };
+    for mode in &args.modes {
+        eprintln!(
+            "== bench: mode `{mode}` ({} tokens, {} runs)",
+            args.tokens, args.runs
+        );
+        let mut cmd = Command::new(&exe);
+        cmd.arg("bench-worker")
+            .arg("--bundle")
+            .arg(&args.bundle)
+            .args(["--mode", mode])
+            .args(["--runs", &args.runs.to_string()])
+            .args(["--tokens", &args.tokens.to_string()])
+            .args(["--provider", &args.provider])
+            .args(["--text", &args.text])
+            .args(["--swap-cost-repeats", &args.swap_cost_repeats.to_string()]);
+        if let Some(t) = args.threads {
+            cmd.args(["--threads", &t.to_string()]);
+        }
+        if let Some(t) = args.warmup_tokens {
+            cmd.args(["--warmup-tokens", &t.to_string()]);
+        }
+        if let Some(s) = args.warmup_flow_steps {
+            cmd.args(["--warmup-flow-steps", &s.to_string()]);
+        }
+        let t0 = Instant::now();
+        let load_before = machine::load_average();
+        let result = run_one(cmd, mode, Duration::from_secs(args.mode_timeout_s));
+        let load_note = match (load_before, machine::load_average()) {
+            (Some(a), Some(b)) => format!(
+                "machine load (1-min average) {a:.1} before, {b:.1} after this mode ({} cores)",
+                report.machine.cores
+            ),
+            _ => "machine load unknown".to_string(),
+        };
+        match result {
+            Ok(mut r) => {
+                r.notes.push(load_note);
+                if report.machine.gpu.is_none() {
+                    report.machine.gpu = r.versions.get("gpu").cloned();
+                }
+                eprintln!(
+                    "== bench: mode `{mode}` done in {:.1} s",
+                    t0.elapsed().as_secs_f64()
+                );
+                report.results.push(r);
+            }
+            Err(e) => {
+                eprintln!("== bench: mode `{mode}` FAILED: {e:#}");
+                report.results.push(failed_result(
+                    mode,
+                    &args.provider,
+                    args.tokens,
+                    &format!("{e:#}"),
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A placeholder result for a mode whose worker failed, so the report says so.
+fn failed_result(mode: &str, provider: &str, tokens: usize, why: &str) -> ModeResult {
+    ModeResult {
+        schema: SCHEMA.into(),
+        mode: mode.into(),
+        kind: worker::kind_of(mode),
+        framework: "onnxruntime".into(),
+        provider: provider.into(),
+        tokens,
+        load_s: 0.0,
+        rss_before_load_bytes: 0,
+        load_rss_bytes: 0,
+        warmup: None,
+        runs: Vec::new(),
+        process_peak_rss_bytes: 0,
+        swap_cost: Vec::new(),
+        notes: vec![format!("worker failed: {why}")],
+        versions: Default::default(),
+        engine_stats: None,
+    }
+}
+
+/// Runs one worker: its stderr is passed through (and its tail kept for the
+/// error message), its stdout's last JSON line is the result.
+fn run_one(mut cmd: Command, mode: &str, timeout: Duration) -> Result<ModeResult> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the bench worker")?;
+    let stderr = child.stderr.take().context("worker stderr")?;
+    let tail = std::thread::spawn(move || {
+        let mut tail: Vec<String> = Vec::new();
+        for line in BufReader::new(stderr)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            eprintln!("  | {line}");
+            tail.push(line);
+            if tail.len() > 15 {
+                tail.remove(0);
+            }
+        }
+        tail
+    });
+    let stdout = child.stdout.take().context("worker stdout")?;
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut text);
+        text
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().context("waiting for the bench worker")? {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "mode `{mode}` ran past {} s and was stopped",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = out.join().unwrap_or_default();
+    let tail = tail.join().unwrap_or_default();
+    if !status.success() {
+        bail!("worker exited with {status}: {}", tail.join(" / "));
+    }
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("worker printed no JSON result: {}", tail.join(" / ")))?;
+    let result: ModeResult =
+        serde_json::from_str(line).context("parsing the worker's JSON result")?;
+    Ok(result)
+}
