@@ -57,6 +57,11 @@ struct EngineArgs {
     /// ONNX Runtime intra-op threads per session.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Residency of the components' sessions: resident, swap, cpu, idle=SECONDS,
+    /// budget=SIZE, with extra comma items (prefetch, ram-cache,
+    /// COMPONENT=POLICY), e.g. `swap,prefetch`.
+    #[arg(long, default_value = "resident", value_name = "PRESET")]
+    residency: String,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +196,7 @@ fn load_engine_from(dir: &Path, args: &EngineArgs) -> Result<Engine> {
     let mut opts = EngineOptions::new(dir);
     opts.provider = provider;
     opts.threads = args.threads;
+    opts.residency = args.residency.parse()?;
     Ok(Engine::load(opts)?)
 }
 

@@ -1,0 +1,174 @@
+//! Residency policies on a whole engine (tiny bundle): swap really destroys
+//! sessions after their stage, a policy change on a loaded engine takes
+//! effect, an impossible budget is refused, and every policy gives
+//! bit-identical audio for the same seed.
+
+use std::path::{Path, PathBuf};
+
+use chatterbox_ort::residency::{Policy, ResidencyOptions, Stats};
+use chatterbox_ort::{Engine, EngineOptions, ErrorKind, Request};
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny")
+}
+
+fn engine(residency: &str) -> Engine {
+    let mut opts = EngineOptions::new(tiny());
+    opts.threads = Some(1);
+    opts.residency = residency.parse().expect("preset parses");
+    Engine::load(opts).unwrap_or_else(|e| panic!("engine with residency {residency}: {e}"))
+}
+
+fn request(engine: &Engine) -> Request {
+    let mut req = engine.default_request();
+    req.seed = 7;
+    req.max_new_tokens = 6;
+    req.min_new_tokens = 6;
+    req.flow_steps = 2;
+    req
+}
+
+fn speak(engine: &Engine) -> Vec<f32> {
+    let audio = engine
+        .synthesize(
+            "Residency must not change a sample.",
+            engine.default_voice(),
+            &request(engine),
+        )
+        .expect("synthesis");
+    assert_eq!(audio.samples.len(), 6 * 960, "six tokens, 960 samples each");
+    audio.samples
+}
+
+fn component<'a>(stats: &'a Stats, name: &str) -> &'a chatterbox_ort::residency::ComponentStats {
+    stats
+        .components
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no stats for {name}"))
+}
+
+#[test]
+fn audio_is_bit_identical_across_policies() {
+    let reference = speak(&engine("resident"));
+    for preset in [
+        "swap",
+        "swap,prefetch",
+        "cpu",
+        "idle=0.05",
+        "swap,ram-cache",
+        "budget=135MiB",
+    ] {
+        let engine = engine(preset);
+        if preset.starts_with("budget") {
+            // The budget is chosen so the planner must mix policies.
+            let policies: Vec<Policy> = engine
+                .host()
+                .stats()
+                .components
+                .iter()
+                .map(|c| c.policy)
+                .collect();
+            assert!(
+                policies.contains(&Policy::Swap) && policies.contains(&Policy::Resident),
+                "{preset} should mix resident and swap, got {policies:?}"
+            );
+        }
+        let samples = speak(&engine);
+        assert!(
+            samples == reference,
+            "residency `{preset}` changed the audio (first difference at sample {:?})",
+            samples
+                .iter()
+                .zip(&reference)
+                .position(|(a, b)| a.to_bits() != b.to_bits())
+        );
+    }
+}
+
+#[test]
+fn swap_destroys_every_session_after_its_stage() {
+    let engine = engine("swap");
+    let before = engine.host().stats();
+    assert!(
+        before
+            .components
+            .iter()
+            .all(|c| !c.loaded && c.sessions_created == 0),
+        "swap creates nothing at load"
+    );
+    speak(&engine);
+    speak(&engine);
+    let stats = engine.host().stats();
+    for name in [
+        "t3_decoder",
+        "flow_encoder",
+        "flow_estimator",
+        "hift",
+        "perth",
+    ] {
+        let c = component(&stats, name);
+        assert_eq!(c.policy, Policy::Swap, "{name}");
+        assert!(!c.loaded, "{name} still has a session after its stage");
+        assert_eq!(c.sessions_created, 2, "{name}: one session per synthesis");
+        assert_eq!(c.sessions_destroyed, 2, "{name}: every session destroyed");
+    }
+    // The T3 decoder and S3Gen are never resident together: the decoder is
+    // gone before the flow estimator exists (both were destroyed per run).
+    assert!(stats.components.iter().all(|c| !c.loaded));
+}
+
+#[test]
+fn resident_keeps_sessions_and_policy_change_takes_effect_on_a_live_engine() {
+    let engine = engine("resident");
+    speak(&engine);
+    let stats = engine.host().stats();
+    let decoder = component(&stats, "t3_decoder");
+    assert!(decoder.loaded);
+    assert_eq!(
+        (decoder.sessions_created, decoder.sessions_destroyed),
+        (1, 0)
+    );
+
+    engine
+        .set_residency("swap".parse::<ResidencyOptions>().unwrap())
+        .expect("policy change on a loaded engine");
+    speak(&engine);
+    let stats = engine.host().stats();
+    let decoder = component(&stats, "t3_decoder");
+    assert_eq!(decoder.policy, Policy::Swap);
+    assert!(
+        !decoder.loaded,
+        "after the change the decoder is dropped at the end of T3"
+    );
+    assert!(decoder.sessions_destroyed >= 1);
+    let json = engine.stats_json().expect("stats as JSON");
+    assert!(
+        json.contains("\"policy\":\"swap\""),
+        "stats JSON reports the new policy: {json}"
+    );
+}
+
+#[test]
+fn an_impossible_budget_is_refused_with_a_clear_error() {
+    let mut opts = EngineOptions::new(tiny());
+    opts.residency = "budget=1KiB".parse().unwrap();
+    let err = match Engine::load(opts) {
+        Ok(_) => panic!("a 1 KiB budget cannot hold the tiny bundle"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Budget);
+    let msg = err.to_string();
+    assert!(
+        !msg.contains('\n') && msg.contains("budget"),
+        "one line naming the budget: {msg}"
+    );
+
+    // The same refusal on a live engine leaves the engine usable.
+    let engine = engine("resident");
+    let err = engine
+        .set_residency("budget=1KiB".parse().unwrap())
+        .expect_err("impossible budget on a live engine");
+    assert_eq!(err.kind(), ErrorKind::Budget);
+    speak(&engine);
+}
