@@ -257,7 +257,7 @@ pub fn render_snippet(report: &Report, full_report: &str) -> String {
     let cfg = |k: &str| report.config.get(k).cloned().unwrap_or_else(|| "-".into());
     let _ = writeln!(
         md,
-        "{} speech tokens per synthesis, median of {} runs per mode, each mode in a fresh process; \
+        "{} speech tokens per synthesis, median over {} measured run(s) per mode, each mode in a fresh process; \
          {} ({} cores, {:.0} GiB RAM), provider `{}`; PyTorch rows are ratios to `torch-resident`. \
          Full report: [{full_report}]({full_report}).\n",
         cfg("tokens"),

@@ -103,6 +103,11 @@ pub struct BenchArgs {
     /// Give up on a mode's worker after this many seconds.
     #[arg(long, default_value_t = 1800)]
     pub mode_timeout_s: u64,
+    /// Run the whole mode list this many times, in reverse order every other
+    /// round (A B, B A, ...), pooling each mode's runs: on a noisy machine this
+    /// spreads drift evenly over the modes.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
 }
 
 /// Arguments of the hidden `chatterbox-ort bench-worker` (one mode, one process).
@@ -272,7 +277,18 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
         .collect(),
         ..Default::default()
     };
-    for mode in &args.modes {
+    let mut order: Vec<&String> = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        if round % 2 == 0 {
+            order.extend(args.modes.iter());
+        } else {
+            order.extend(args.modes.iter().rev());
+        }
+    }
+    report
+        .config
+        .insert("rounds".into(), args.rounds.max(1).to_string());
+    for mode in order {
         eprintln!(
             "== bench: mode `{mode}` ({} tokens, {} runs)",
             args.tokens, args.runs
@@ -316,20 +332,36 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
                     "== bench: mode `{mode}` done in {:.1} s",
                     t0.elapsed().as_secs_f64()
                 );
-                report.results.push(r);
+                pool(&mut report.results, r);
             }
             Err(e) => {
                 eprintln!("== bench: mode `{mode}` FAILED: {e:#}");
-                report.results.push(failed_result(
-                    mode,
-                    &args.provider,
-                    args.tokens,
-                    &format!("{e:#}"),
-                ));
+                pool(
+                    &mut report.results,
+                    failed_result(mode, &args.provider, args.tokens, &format!("{e:#}")),
+                );
             }
         }
     }
     Ok(report)
+}
+
+/// Adds `r` to `results`, or pools it into an earlier result of the same mode
+/// (runs and notes appended; load figures and warm-up of the first process kept,
+/// the process peak the larger of the two).
+fn pool(results: &mut Vec<ModeResult>, r: ModeResult) {
+    match results
+        .iter_mut()
+        .find(|x| x.mode == r.mode && x.framework == r.framework)
+    {
+        Some(x) => {
+            x.runs.extend(r.runs);
+            x.notes.extend(r.notes);
+            x.swap_cost.extend(r.swap_cost);
+            x.process_peak_rss_bytes = x.process_peak_rss_bytes.max(r.process_peak_rss_bytes);
+        }
+        None => results.push(r),
+    }
 }
 
 /// A placeholder result for a mode whose worker failed, so the report says so.
