@@ -46,17 +46,9 @@ pub const DEFAULT_MODES: &str =
 pub const DEFAULT_TEXT: &str =
     "Memory is the treasury and guardian of all things, and speech is its most faithful messenger.";
 
-/// Arguments of `chatterbox-ort bench`.
+/// Synthesis settings of a benchmark, shared by `bench` and each `bench-worker`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// Model bundle folder.
-    #[arg(long, default_value = "onnx/tiny")]
-    pub bundle: PathBuf,
-    /// Comma-separated modes: residency presets (`resident`, `swap`, `cpu`,
-    /// `idle=SECS`, `budget=SIZE`), a `-prefetch` suffix for prefetching,
-    /// `largest-stage` and `swap-cost`.
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_MODES)]
-    pub modes: Vec<String>,
+pub struct RunArgs {
     /// Measured syntheses per mode (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -82,6 +74,50 @@ pub struct BenchArgs {
     /// Flow-matching steps of the warm-up synthesis (default: the bundle's).
     #[arg(long)]
     pub warmup_flow_steps: Option<usize>,
+}
+
+impl RunArgs {
+    /// These settings as `bench-worker` command-line arguments.
+    fn to_cli_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--runs".to_string(),
+            self.runs.to_string(),
+            "--tokens".to_string(),
+            self.tokens.to_string(),
+            "--provider".to_string(),
+            self.provider.clone(),
+            "--text".to_string(),
+            self.text.clone(),
+            "--swap-cost-repeats".to_string(),
+            self.swap_cost_repeats.to_string(),
+        ];
+        for (flag, value) in [
+            ("--threads", self.threads),
+            ("--warmup-tokens", self.warmup_tokens),
+            ("--warmup-flow-steps", self.warmup_flow_steps),
+        ] {
+            if let Some(v) = value {
+                a.extend([flag.to_string(), v.to_string()]);
+            }
+        }
+        a
+    }
+}
+
+/// Arguments of `chatterbox-ort bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Model bundle folder.
+    #[arg(long, default_value = "onnx/tiny")]
+    pub bundle: PathBuf,
+    /// Comma-separated modes: residency presets (`resident`, `swap`, `cpu`,
+    /// `idle=SECS`, `budget=SIZE`), a `-prefetch` suffix for prefetching,
+    /// `largest-stage` and `swap-cost`.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_MODES)]
+    pub modes: Vec<String>,
+    /// Synthesis settings shared with every worker.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Write the full report (results, summaries, acceptance) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -119,30 +155,9 @@ pub struct WorkerArgs {
     /// One mode (see `bench --modes`).
     #[arg(long)]
     pub mode: String,
-    /// Measured syntheses.
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// Speech tokens per synthesis.
-    #[arg(long, default_value_t = 100)]
-    pub tokens: usize,
-    /// Execution provider: `cpu` or `cuda`.
-    #[arg(long, default_value = "cpu")]
-    pub provider: String,
-    /// Intra-op threads per session.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Text to synthesize.
-    #[arg(long, default_value = DEFAULT_TEXT)]
-    pub text: String,
-    /// Repeats per variant in `swap-cost`.
-    #[arg(long, default_value_t = 3)]
-    pub swap_cost_repeats: usize,
-    /// Speech tokens of the warm-up synthesis (default: `--tokens`).
-    #[arg(long)]
-    pub warmup_tokens: Option<usize>,
-    /// Flow-matching steps of the warm-up synthesis (default: the bundle's).
-    #[arg(long)]
-    pub warmup_flow_steps: Option<usize>,
+    /// Synthesis settings.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Runs `chatterbox-ort bench`: every mode in its own worker process, then the reports.
@@ -241,7 +256,7 @@ fn write_outputs(report: &Report, args: &BenchArgs) -> Result<()> {
 }
 
 fn run_modes(args: &BenchArgs) -> Result<Report> {
-    if args.runs == 0 || args.tokens == 0 {
+    if args.run.runs == 0 || args.run.tokens == 0 {
         bail!("--runs and --tokens must be at least 1");
     }
     let exe = std::env::current_exe().context("finding the chatterbox-ort executable")?;
@@ -253,12 +268,13 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
         machine: machine::machine(),
         config: [
             ("bundle", args.bundle.display().to_string()),
-            ("tokens", args.tokens.to_string()),
-            ("runs", args.runs.to_string()),
-            ("provider", args.provider.clone()),
+            ("tokens", args.run.tokens.to_string()),
+            ("runs", args.run.runs.to_string()),
+            ("provider", args.run.provider.clone()),
             (
                 "threads",
-                args.threads
+                args.run
+                    .threads
                     .map_or_else(|| "default".into(), |t| t.to_string()),
             ),
             ("modes", args.modes.join(",")),
@@ -266,8 +282,9 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
                 "warmup",
                 format!(
                     "{} tokens, {} flow steps",
-                    args.warmup_tokens.unwrap_or(args.tokens),
-                    args.warmup_flow_steps
+                    args.run.warmup_tokens.unwrap_or(args.run.tokens),
+                    args.run
+                        .warmup_flow_steps
                         .map_or_else(|| "default".to_string(), |s| s.to_string())
                 ),
             ),
@@ -291,27 +308,14 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
     for mode in order {
         eprintln!(
             "== bench: mode `{mode}` ({} tokens, {} runs)",
-            args.tokens, args.runs
+            args.run.tokens, args.run.runs
         );
         let mut cmd = Command::new(&exe);
         cmd.arg("bench-worker")
             .arg("--bundle")
             .arg(&args.bundle)
             .args(["--mode", mode])
-            .args(["--runs", &args.runs.to_string()])
-            .args(["--tokens", &args.tokens.to_string()])
-            .args(["--provider", &args.provider])
-            .args(["--text", &args.text])
-            .args(["--swap-cost-repeats", &args.swap_cost_repeats.to_string()]);
-        if let Some(t) = args.threads {
-            cmd.args(["--threads", &t.to_string()]);
-        }
-        if let Some(t) = args.warmup_tokens {
-            cmd.args(["--warmup-tokens", &t.to_string()]);
-        }
-        if let Some(s) = args.warmup_flow_steps {
-            cmd.args(["--warmup-flow-steps", &s.to_string()]);
-        }
+            .args(args.run.to_cli_args());
         let t0 = Instant::now();
         let load_before = machine::load_average();
         let result = run_one(cmd, mode, Duration::from_secs(args.mode_timeout_s));
@@ -338,7 +342,7 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
                 eprintln!("== bench: mode `{mode}` FAILED: {e:#}");
                 pool(
                     &mut report.results,
-                    failed_result(mode, &args.provider, args.tokens, &format!("{e:#}")),
+                    failed_result(mode, &args.run.provider, args.run.tokens, &format!("{e:#}")),
                 );
             }
         }

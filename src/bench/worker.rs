@@ -72,9 +72,10 @@ pub fn run_worker(args: &WorkerArgs) -> Result<()> {
 }
 
 fn provider_of(args: &WorkerArgs) -> Result<Provider> {
-    args.provider
+    args.run
+        .provider
         .parse::<Provider>()
-        .with_context(|| format!("--provider {}", args.provider))
+        .with_context(|| format!("--provider {}", args.run.provider))
 }
 
 /// Loads ONNX Runtime before anything is measured, so the library is part of
@@ -93,8 +94,8 @@ fn empty_result(args: &WorkerArgs, kind: ResultKind) -> ModeResult {
         mode: args.mode.clone(),
         kind,
         framework: "onnxruntime".into(),
-        provider: args.provider.clone(),
-        tokens: args.tokens,
+        provider: args.run.provider.clone(),
+        tokens: args.run.tokens,
         load_s: 0.0,
         rss_before_load_bytes: rss(),
         load_rss_bytes: 0,
@@ -180,7 +181,7 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
     let mut result = empty_result(args, ResultKind::Synthesis);
     let mut opts = EngineOptions::new(&args.bundle);
     opts.provider = provider_of(args)?;
-    opts.threads = args.threads;
+    opts.threads = args.run.threads;
     opts.residency = residency_of(&args.mode)?;
 
     result.rss_before_load_bytes = rss();
@@ -192,23 +193,23 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
 
     let voice = engine.default_voice();
     let req = Request {
-        max_new_tokens: args.tokens,
-        min_new_tokens: args.tokens,
+        max_new_tokens: args.run.tokens,
+        min_new_tokens: args.run.tokens,
         seed: 0,
         ..engine.default_request()
     };
-    let warm_tokens = args.warmup_tokens.unwrap_or(args.tokens);
+    let warm_tokens = args.run.warmup_tokens.unwrap_or(args.run.tokens);
     let warm_req = Request {
         max_new_tokens: warm_tokens,
         min_new_tokens: warm_tokens,
-        flow_steps: args.warmup_flow_steps.unwrap_or(req.flow_steps),
+        flow_steps: args.run.warmup_flow_steps.unwrap_or(req.flow_steps),
         ..req
     };
     let run = |req: &Request| -> Result<RunMetrics> {
         let tokens = req.max_new_tokens;
         let mut stages = None;
         let mut m = measure(engine.host(), tokens, || {
-            let audio = engine.synthesize(&args.text, voice, req)?;
+            let audio = engine.synthesize(&args.run.text, voice, req)?;
             let secs = audio.seconds();
             stages = Some(audio.stages);
             Ok(secs)
@@ -236,7 +237,7 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
     let warm = run(&warm_req)?;
     process_peak = process_peak.max(warm.peak_rss_bytes);
     result.warmup = Some(warm);
-    for _ in 0..args.runs {
+    for _ in 0..args.run.runs {
         let m = run(&req)?;
         process_peak = process_peak.max(m.peak_rss_bytes);
         result.runs.push(m);
@@ -299,7 +300,7 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
     let host = Host::new(
         Arc::clone(&bundle),
         provider_of(args)?,
-        args.threads,
+        args.run.threads,
         residency,
     )?;
     result.load_s = t.elapsed().as_secs_f64();
@@ -315,7 +316,7 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
         &bundle.tokenizer_path(),
         bundle.config().text.vocab_size,
     )?;
-    let ids = tokenizer.encode_with_start_stop(&crate::text::punc_norm(&args.text))?;
+    let ids = tokenizer.encode_with_start_stop(&crate::text::punc_norm(&args.run.text))?;
     let rate = f64::from(bundle.config().speech.token_rate_hz);
 
     let run_once = |seed: u64, tokens: usize| -> Result<f64> {
@@ -353,12 +354,14 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
         }
         Ok(tokens as f64 / rate)
     };
-    let warm_tokens = args.warmup_tokens.unwrap_or(args.tokens);
+    let warm_tokens = args.run.warmup_tokens.unwrap_or(args.run.tokens);
     let warm = measure(&host, warm_tokens, || run_once(0, warm_tokens))?;
     process_peak = process_peak.max(warm.peak_rss_bytes);
     result.warmup = Some(warm);
-    for i in 0..args.runs {
-        let m = measure(&host, args.tokens, || run_once(i as u64 + 1, args.tokens))?;
+    for i in 0..args.run.runs {
+        let m = measure(&host, args.run.tokens, || {
+            run_once(i as u64 + 1, args.run.tokens)
+        })?;
         process_peak = process_peak.max(m.peak_rss_bytes);
         result.runs.push(m);
     }
@@ -393,6 +396,7 @@ fn swap_cost(args: &WorkerArgs) -> Result<ModeResult> {
     let plain = SessionOptions {
         target: target.clone(),
         threads: args
+            .run
             .threads
             .unwrap_or_else(|| SessionOptions::default().threads),
         ..Default::default()
@@ -405,7 +409,7 @@ fn swap_cost(args: &WorkerArgs) -> Result<ModeResult> {
         optimized_model_cache: Some(cache_dir.clone()),
         ..plain.clone()
     };
-    let repeats = args.swap_cost_repeats.max(1);
+    let repeats = args.run.swap_cost_repeats.max(1);
     let dir = bundle.dir().to_path_buf();
     let time_it = |f: &dyn Fn() -> crate::Result<()>| -> Result<f64> {
         let mut v = Vec::with_capacity(repeats);
@@ -523,14 +527,16 @@ mod tests {
         WorkerArgs {
             bundle: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny"),
             mode: mode.into(),
-            runs: 1,
-            tokens: 6,
-            provider: "cpu".into(),
-            threads: Some(1),
-            text: "A short test.".into(),
-            swap_cost_repeats: 1,
-            warmup_tokens: Some(3),
-            warmup_flow_steps: Some(1),
+            run: crate::bench::RunArgs {
+                runs: 1,
+                tokens: 6,
+                provider: "cpu".into(),
+                threads: Some(1),
+                text: "A short test.".into(),
+                swap_cost_repeats: 1,
+                warmup_tokens: Some(3),
+                warmup_flow_steps: Some(1),
+            },
         }
     }
 
