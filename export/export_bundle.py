@@ -49,7 +49,7 @@ GENERATION = {"exaggeration": 0.5, "cfg_weight": 0.5, "temperature": 0.8, "min_p
               "repetition_penalty": 1.2, "flow_steps": 10, "flow_cfg_rate": 0.7, "max_new_tokens": 1000}
 
 FRONTENDS = {
-    "wav_decode_resampling": "engine (rubato): any rate -> 16 / 24 / 32 kHz",
+    "wav_decode_resampling": "engine: libsoxr as librosa soxr_hq (load at 24 kHz, 24 -> 16 kHz), torchaudio sinc kernel (S3Gen prompt 24 -> 16 kHz)",
     "voice_encoder_trim": "engine: librosa effects.trim, top_db 20, before voice_encoder",
     "cropping": "engine: 6 s T3 prompt (16 kHz), 10 s S3Gen prompt (24 kHz)",
     "voice_encoder": "graph voice_encoder: mel (power 2, 40 bins), partial windows, LSTM, averaging",
@@ -63,7 +63,7 @@ FRONTENDS = {
     "flow_estimator": "graph flow_estimator: one velocity evaluation",
     "hift": "graph hift: F0, sine source, iSTFT; noise and initial phases are inputs",
     "trim_fade": "engine: 20 ms zeros + 20 ms raised-cosine fade-in",
-    "perth_resample": "engine: 24 -> 32 kHz and 32 -> 24 kHz",
+    "perth_resample": "engine: libsoxr as librosa soxr_hq, 24 -> 32 kHz and 32 -> 24 kHz",
     "perth": "graph perth: STFT, energy mask, encoder residual, iSTFT",
 }
 

@@ -1,7 +1,8 @@
 //! Perth implicit watermark (reference `PerthImplicitWatermarker.apply_watermark`):
-//! resample 24 kHz -> 32 kHz (the engine's resampler, where the reference uses
-//! librosa/soxr), run the `perth` graph (STFT, energy mask, encoder residual,
-//! iSTFT), resample back and keep the input's length.
+//! resample 24 kHz -> 32 kHz (librosa's soxr "HQ", as the reference:
+//! [`audio::resample`]), run the `perth` graph (STFT, energy mask, encoder
+//! residual, iSTFT), resample the graph's output back the same way and keep the
+//! input's length.
 
 use crate::audio;
 use crate::error::{Error, Result};

@@ -174,21 +174,35 @@ fn voice_from_samples_any_rate_and_bad_input() {
 }
 
 #[test]
-fn voice_from_golden_reference_matches_golden_tokens_closely() {
-    // Our resampler differs from librosa/torchaudio, so the voice is close to,
-    // not equal to, the golden one: the token sequences must mostly agree.
+fn voice_from_golden_reference_equals_the_reference_voice() {
+    // The reference's resamplers (soxr for librosa.load / librosa.resample, torchaudio's
+    // sinc for the S3Gen prompt): `ChatterboxTTS.prepare_conditionals(ref.wav)`'s tokens
+    // exactly, its embeddings to float rounding.
     let e = engine();
     let path = pipeline_support::bundle_dir().join("goldens/ref.wav");
     let voice = e.voice_from_wav(&path).unwrap();
     let g = pipeline_support::goldens();
-    let want = g.i64("t3_prompt_tokens");
-    let got: Vec<i64> = voice.cond_prompt_speech_tokens.iter().copied().collect();
-    let same = got.iter().zip(want).filter(|(a, b)| a == b).count();
+    let same = |a: &[i64], b: &[i64]| a.iter().zip(b).filter(|(x, y)| x == y).count();
+    let t3: Vec<i64> = voice.cond_prompt_speech_tokens.iter().copied().collect();
+    let s3: Vec<i64> = voice.prompt_token.iter().copied().collect();
+    let x = pipeline_support::rel_err(voice.embedding.as_slice().unwrap(), g.f32("xvector"));
+    let ve =
+        pipeline_support::rel_err(voice.speaker_emb.as_slice().unwrap(), g.f32("ve_embedding"));
+    let feat = voice.prompt_feat.as_slice().unwrap();
+    let mel = pipeline_support::rel_err(feat, &g.f32("prompt_mel")[..feat.len()]);
     eprintln!(
-        "voice from ref.wav: {same}/{} T3 prompt tokens equal the golden",
-        want.len()
+        "voice from ref.wav: T3 prompt tokens {}/{}, S3Gen prompt tokens {}/{}, \
+         x-vector rel {x:.2e}, VE rel {ve:.2e}, prompt mel rel {mel:.2e}",
+        same(&t3, g.i64("t3_prompt_tokens")),
+        g.i64("t3_prompt_tokens").len(),
+        same(&s3, g.i64("s3gen_prompt_tokens")),
+        g.i64("s3gen_prompt_tokens").len()
     );
-    assert!((got.len() as i64 - want.len() as i64).abs() <= 1);
+    assert_eq!(t3, g.i64("t3_prompt_tokens"));
+    assert_eq!(s3, g.i64("s3gen_prompt_tokens"));
+    assert!(x < 1e-4, "x-vector rel err {x}");
+    assert!(ve < 1e-4, "VoiceEncoder rel err {ve}");
+    assert!(mel < 1e-4, "prompt mel rel err {mel}");
 }
 
 #[test]

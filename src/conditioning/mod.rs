@@ -3,26 +3,28 @@
 //! conditioning tensor for an exaggeration.
 //!
 //! Steps (reference in brackets):
-//! 1. the clip at 24 kHz [`librosa.load(sr=24000)`], and the whole clip at
-//!    16 kHz [`librosa.resample`];
+//! 1. the clip at 24 kHz [`librosa.load(sr=24000)`: mono by channel averaging,
+//!    soxr "HQ"], and the whole clip at 16 kHz [`librosa.resample`, soxr "HQ"];
 //! 2. S3Gen prompt from the first 10 s at 24 kHz [`S3Token2Mel.embed_ref`]:
-//!    prompt mel; that crop resampled to 16 kHz gives the S3 tokens and the
-//!    CAM++ x-vector; tokens are truncated to `mel_frames / 2` and the mel to
-//!    `2 x tokens` frames;
+//!    prompt mel; that crop resampled to 16 kHz [torchaudio `Resample`, a
+//!    Hann-windowed sinc] gives the S3 tokens and the CAM++ x-vector; tokens are
+//!    truncated to `mel_frames / 2` and the mel to `2 x tokens` frames;
 //! 3. T3 prompt: S3 tokens of the first 6 s of the 16 kHz clip, at most 150;
 //! 4. VoiceEncoder on the whole 16 kHz clip after silence trimming
 //!    (top_db 20) [`VoiceEncoder.embeds_from_wavs`].
 //!
-//! Resampling is the engine's (rubato) everywhere, where the reference uses
-//! soxr (librosa) and torchaudio's sinc resampler: voices built here differ
-//! slightly from the reference's for the same clip. Each graph is checked
-//! against the goldens on the golden inputs (see `tests/pipeline_*.rs`).
+//! Each resampling uses the reference's algorithm ([`audio::resample`]: libsoxr
+//! at librosa's settings; [`audio::resample::resample_sinc`]: torchaudio's
+//! kernel), so a voice built here is the reference's voice: on the tiny bundle's
+//! goldens (8 to 48 kHz sources, mono and stereo) the speech tokens are equal and
+//! the embeddings agree to float rounding (see `tests/pipeline_voices.rs`).
 
 use ndarray::{Array2, Array3};
 
 use crate::audio;
 use crate::bundle::{Config, Voice};
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::residency::{Component, Host};
 use crate::runtime::Value;
 use crate::t3::{self, T3Dims};
@@ -153,10 +155,11 @@ pub fn build_voice(
     let wav_24k = audio::resample(samples, sample_rate, sr24)?;
     let wav_16k = audio::resample(&wav_24k, sr24, sr16)?;
 
-    // S3Gen reference: the first 10 s at 24 kHz, and that crop resampled to 16 kHz.
+    // S3Gen reference: the first 10 s at 24 kHz, and that crop resampled to 16 kHz with
+    // torchaudio's sinc resampler (`S3Gen.embed_ref`), not librosa's.
     let dec_len = ((config.s3gen.prompt_seconds * f64::from(sr24)) as usize).min(wav_24k.len());
     let crop_24k = &wav_24k[..dec_len];
-    let crop_16k = audio::resample(crop_24k, sr24, sr16)?;
+    let crop_16k = audio::resample::resample_sinc(crop_24k, sr24, sr16)?;
     let bins = config.s3gen.mel_bins;
     let (mut mel, frames) = prompt_mel(host, crop_24k, bins)?;
     let mut prompt_tokens = s3_tokens(host, &crop_16k, None)?;
