@@ -127,7 +127,8 @@ typedef struct CbxEngineOptions {
     // `"swap,prefetch,t3_decoder=resident"`). NULL: `"resident"`. Borrowed
     // only during the call.
     const char *residency;
-    // ONNX Runtime intra-op threads per session; 0: ONNX Runtime's default.
+    // ONNX Runtime intra-op threads per session; 0: ONNX Runtime's default. At most
+    // 4 x the machine's logical CPUs (1024 at most), else `CBX_INVALID_ARGUMENT`.
     uint32_t threads;
     // The CUDA device ordinal, for `CBX_PROVIDER_CUDA` and
     // `CBX_PROVIDER_AUTO`. Default 0.
@@ -167,7 +168,7 @@ typedef struct CbxRequest {
     // minimum), <= `max_new_tokens`. Equal to `max_new_tokens`, every chunk
     // has exactly that many tokens (960 samples each).
     uint32_t min_new_tokens;
-    // Euler steps of the S3Gen flow matching, >= 1.
+    // Euler steps of the S3Gen flow matching, in 1..=100.
     uint32_t flow_steps;
     // Non-zero: embed the Perth watermark.
     int32_t watermark;
@@ -382,9 +383,15 @@ enum CbxStatus cbx_voice_from_samples(const struct CbxEngine *engine,
                                       struct CbxVoice **out);
 
 // Saves a voice to a file (safetensors, the format of a bundle's
-// `voice.safetensors`), replacing any file at `path`.
+// `voice.safetensors`). A regular file at `path` (or a symbolic link's
+// target) is replaced atomically: a uniquely named temporary file in the same
+// folder is written, synced, given the old file's permission bits and renamed
+// over it, so concurrent savers and readers never see a partial file. A
+// character device or FIFO is written in place; a directory, block device or
+// socket is refused.
 //
-// Errors: `CBX_INVALID_ARGUMENT` (NULL), `CBX_IO`.
+// Errors: `CBX_INVALID_ARGUMENT` (NULL; `path` is a directory, block device
+// or socket), `CBX_IO` (the message names `path`).
 //
 // Thread-safety: voices are immutable; any number of threads may use one
 // voice at once, except with `cbx_voice_free`.

@@ -19,10 +19,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::audio;
-use crate::bundle::{Bundle, GenerationDefaults, Voice};
+use crate::bundle::{Bundle, Config, GenerationDefaults, Voice};
 use crate::conditioning;
 use crate::error::{Error, Result};
-use crate::residency::{Host, ResidencyOptions, Stage};
+use crate::limits;
+use crate::residency::{Component, Host, ResidencyOptions, Stage};
 use crate::rng::EngineRng;
 pub use crate::runtime::Provider;
 use crate::runtime::{self, RuntimeOptions};
@@ -46,7 +47,8 @@ pub struct EngineOptions {
     pub bundle: PathBuf,
     /// Execution provider.
     pub provider: Provider,
-    /// ONNX Runtime intra-op threads per session (`None`: ONNX Runtime's default).
+    /// ONNX Runtime intra-op threads per session (`None`: ONNX Runtime's default); at
+    /// most [`limits::max_threads`].
     pub threads: Option<usize>,
     /// Which components stay loaded, and where.
     pub residency: ResidencyOptions,
@@ -64,6 +66,11 @@ impl EngineOptions {
             residency: ResidencyOptions::default(),
             onnxruntime: None,
         }
+    }
+
+    /// Checks the options against [`crate::limits`] without loading anything.
+    pub fn validate(&self) -> Result<()> {
+        limits::check_threads(self.threads)
     }
 }
 
@@ -93,7 +100,7 @@ pub struct Request {
     /// exactly that many speech tokens (how benchmarks fix the length: random
     /// weights never stop). At most `max_new_tokens`.
     pub min_new_tokens: usize,
-    /// Euler steps of the flow matching, `>= 1`.
+    /// Euler steps of the flow matching, in `1..=limits::MAX_FLOW_STEPS`.
     pub flow_steps: usize,
     /// Embed the Perth watermark.
     pub watermark: bool,
@@ -162,8 +169,24 @@ impl Request {
                 ),
             ));
         }
-        if self.flow_steps == 0 {
-            return Err(Error::invalid_argument("flow_steps", "must be >= 1, got 0"));
+        limits::check_flow_steps(self.flow_steps)?;
+        Ok(())
+    }
+
+    /// Checks the limits that come from the model: `max_new_tokens` against T3's
+    /// learned speech positions, and with the voice's `prompt_tokens` against
+    /// S3Gen's token limit. Call after [`Request::validate`].
+    pub fn check_model_limits(&self, config: &Config, prompt_tokens: usize) -> Result<()> {
+        decode::check_limits(&T3Dims::from_config(config), self.max_new_tokens)?;
+        let max_tokens = config.s3gen.max_tokens;
+        if prompt_tokens.saturating_add(self.max_new_tokens) > max_tokens {
+            return Err(Error::invalid_argument(
+                "max_new_tokens",
+                format!(
+                    "{} plus the voice's {prompt_tokens} prompt tokens exceeds S3Gen's limit of {max_tokens} tokens",
+                    self.max_new_tokens
+                ),
+            ));
         }
         Ok(())
     }
@@ -262,7 +285,14 @@ impl Engine {
     /// tokenizer and the default voice, and creates the sessions the residency
     /// policy keeps resident.
     pub fn load(opts: EngineOptions) -> Result<Engine> {
+        opts.validate()?;
         let bundle = Arc::new(Bundle::open(&opts.bundle)?);
+        for c in Component::ALL {
+            bundle.component(c.name())?;
+        }
+        bundle
+            .manifest()
+            .check_signatures(&bundle.dir().join(crate::bundle::MANIFEST_FILE))?;
         runtime::init(&RuntimeOptions {
             library_path: opts.onnxruntime.clone(),
             ..RuntimeOptions::default()
@@ -348,6 +378,7 @@ impl Engine {
     /// that fit T3's text positions). Errors with `InvalidText` when `text` is
     /// empty or whitespace only.
     pub fn text_chunks(&self, text: &str) -> Result<Vec<String>> {
+        limits::check_text_len(text.len())?;
         if text.trim().is_empty() {
             return Err(Error::invalid_text("the text is empty or whitespace only"));
         }
@@ -401,21 +432,11 @@ impl Engine {
         on_chunk: &mut dyn FnMut(&[f32]) -> bool,
     ) -> Result<Audio> {
         let start = Instant::now();
+        limits::check_text_len(text.len())?;
         req.validate()?;
         let config = self.bundle.config();
         voice.validate(config)?;
-        decode::check_limits(&self.dims, req.max_new_tokens)?;
-        let prompt_tokens = voice.prompt_token.len();
-        let max_tokens = config.s3gen.max_tokens;
-        if prompt_tokens + req.max_new_tokens > max_tokens {
-            return Err(Error::invalid_argument(
-                "max_new_tokens",
-                format!(
-                    "{} plus the voice's {prompt_tokens} prompt tokens exceeds S3Gen's limit of {max_tokens} tokens",
-                    req.max_new_tokens
-                ),
-            ));
-        }
+        req.check_model_limits(config, voice.prompt_token.len())?;
         let mut chunks = self.text_chunks(text)?;
         if chunks.len() == 1 {
             // One chunk: normalise the text exactly as given, like the reference
@@ -699,6 +720,20 @@ mod tests {
             (
                 Request {
                     flow_steps: 0,
+                    ..ok
+                },
+                "flow_steps",
+            ),
+            (
+                Request {
+                    flow_steps: crate::limits::MAX_FLOW_STEPS + 1,
+                    ..ok
+                },
+                "flow_steps",
+            ),
+            (
+                Request {
+                    flow_steps: usize::MAX,
                     ..ok
                 },
                 "flow_steps",

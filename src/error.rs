@@ -20,7 +20,7 @@ pub enum ErrorKind {
     InvalidAudio = 3,
     /// A file could not be read or written.
     Io = 4,
-    /// The model bundle is malformed, incomplete or corrupted.
+    /// The model bundle (or a voice file) is malformed, incomplete or corrupted.
     Bundle = 5,
     /// A graph's inputs/outputs (or a tensor given to it) do not match what is expected.
     ModelMismatch = 6,
@@ -105,18 +105,30 @@ pub enum Error {
     #[error("invalid audio: {0}")]
     InvalidAudio(String),
     /// Reading or writing a file failed.
-    #[error("I/O error on `{}`: {source}", path.display())]
+    ///
+    /// The message states the cause, so [`std::error::Error::source`] returns `None` for
+    /// this variant: a chain printer (`anyhow`'s `{:#}`) then prints the cause once, not
+    /// twice. The underlying error is in `cause` (see also [`Error::io_error`]).
+    #[error("I/O error on `{}`: {cause}", path.display())]
     Io {
-        /// The file or folder.
+        /// The file or folder (the caller's path, never an internal temporary file).
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The bundle (or a voice file) is malformed, incomplete or corrupted.
     #[error("bundle `{}`: {reason}", path.display())]
     Bundle {
         /// The offending file (or the bundle folder).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A voice file is malformed or does not fit the bundle (kind [`ErrorKind::Bundle`]:
+    /// the C ABI reports it as `CBX_BUNDLE`).
+    #[error("voice file `{}`: {reason}", path.display())]
+    VoiceFile {
+        /// The voice file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
@@ -159,7 +171,7 @@ impl Error {
             Error::InvalidText(_) => ErrorKind::InvalidText,
             Error::InvalidAudio(_) => ErrorKind::InvalidAudio,
             Error::Io { .. } => ErrorKind::Io,
-            Error::Bundle { .. } => ErrorKind::Bundle,
+            Error::Bundle { .. } | Error::VoiceFile { .. } => ErrorKind::Bundle,
             Error::ModelMismatch { .. } => ErrorKind::ModelMismatch,
             Error::Runtime(_) => ErrorKind::Runtime,
             Error::ProviderUnavailable { .. } => ErrorKind::ProviderUnavailable,
@@ -193,16 +205,32 @@ impl Error {
     }
 
     /// `Io` on `path`.
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
+    pub fn io(path: impl AsRef<Path>, cause: std::io::Error) -> Error {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            cause,
+        }
+    }
+
+    /// The underlying I/O error of an `Io` error.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Error::Io { cause, .. } => Some(cause),
+            _ => None,
         }
     }
 
     /// `Bundle` error about `path`.
     pub fn bundle(path: impl AsRef<Path>, reason: impl Into<String>) -> Error {
         Error::Bundle {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `VoiceFile` error about the voice file at `path`.
+    pub fn voice_file(path: impl AsRef<Path>, reason: impl Into<String>) -> Error {
+        Error::VoiceFile {
             path: path.as_ref().to_path_buf(),
             reason: reason.into(),
         }
@@ -293,5 +321,21 @@ mod tests {
         );
         assert!(e.to_string().contains("/x/y.wav"));
         assert_eq!(e.kind(), ErrorKind::Io);
+    }
+
+    #[test]
+    fn io_cause_is_printed_once() {
+        let e = Error::io(
+            "/x/y.wav",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        assert_eq!(
+            e.io_error().map(|c| c.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.to_string(), "I/O error on `/x/y.wav`: gone");
+        let chained = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chained, "I/O error on `/x/y.wav`: gone");
     }
 }

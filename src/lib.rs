@@ -7,6 +7,8 @@ pub mod conditioning;
 pub mod engine;
 pub mod error;
 pub mod ffi;
+pub mod limits;
+pub mod output;
 pub mod residency;
 pub mod rng;
 pub mod runtime;

@@ -1,10 +1,16 @@
 //! The C ABI end to end: the committed header matches the Rust source, the C
-//! test program passes against the tiny bundle (and is clean under valgrind),
-//! and the C and Python ctypes examples write playable WAVs.
+//! test program passes against the tiny bundle (and is clean under valgrind
+//! and under AddressSanitizer + LeakSanitizer), and the C and Python ctypes
+//! examples write playable WAVs.
 //!
 //! `cargo test` builds `libchatterbox_ort.so` beside this test's executable
 //! (`target/<profile>/deps/`); the C programs are compiled with the system
 //! `cc` and linked to it.
+//!
+//! The tools these tests run (`cc` able to link `-fsanitize=address`,
+//! `valgrind`, `python3`) are installed by `scripts/install-test-deps.sh`
+//! (which `.ci/run` calls); a test whose tool is missing fails, naming that
+//! script; none is skipped.
 //! Regenerate the header after changing `src/ffi/` with
 //! `CBX_BLESS=1 cargo test --test capi header`.
 
@@ -64,18 +70,31 @@ fn show(output: &Output) -> String {
     )
 }
 
+const INSTALL_DEPS: &str = "scripts/install-test-deps.sh";
+
 /// Runs a command to completion. `LD_LIBRARY_PATH` (which `cargo test` sets
 /// to folders that may hold a stale `libchatterbox_ort.so`) is removed so the
-/// C programs load the library their rpath names.
+/// C programs load the library their rpath names. A program that cannot be
+/// started (not installed) fails the test, naming the script that installs it.
 fn run(command: &mut Command) -> Output {
     command
         .env_remove("LD_LIBRARY_PATH")
         .output()
-        .unwrap_or_else(|e| panic!("running {command:?}: {e}"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {:?} ({e}); install the test tools with `{INSTALL_DEPS}` (as root)",
+                command.get_program()
+            )
+        })
 }
 
 /// Compiles one C file against the header and links it to the cdylib.
 fn compile_c(source: &Path, out_dir: &Path) -> PathBuf {
+    compile_c_with(source, out_dir, &[])
+}
+
+/// [`compile_c`] with extra compiler flags (e.g. `-fsanitize=address`).
+fn compile_c_with(source: &Path, out_dir: &Path, flags: &[&str]) -> PathBuf {
     let lib = cdylib();
     let libdir = lib.parent().expect("the library's folder");
     let stem = source
@@ -93,6 +112,7 @@ fn compile_c(source: &Path, out_dir: &Path) -> PathBuf {
             "-O1",
             "-g",
         ])
+        .args(flags)
         .arg("-I")
         .arg(root().join("include"))
         .arg(source)
@@ -105,7 +125,8 @@ fn compile_c(source: &Path, out_dir: &Path) -> PathBuf {
         .args(["-lpthread", "-lm"]));
     assert!(
         output.status.success(),
-        "compiling {}:\n{}",
+        "compiling {} (flags {flags:?}); if a library or the sanitizer runtime is missing, \
+         run `{INSTALL_DEPS}` (as root):\n{}",
         source.display(),
         show(&output)
     );
@@ -159,20 +180,23 @@ fn c_tests_pass() {
     println!("{}", String::from_utf8_lossy(&output.stdout));
 }
 
-fn valgrind_available() -> bool {
-    Command::new("valgrind")
+/// Fails the test (never skips it) when `tool` cannot be run.
+fn require(tool: &str) {
+    let ok = Command::new(tool)
         .arg("--version")
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`{tool}` is not installed, and this test needs it: run `{INSTALL_DEPS}` \
+         (as root; it installs what the tests need on Debian/Ubuntu)"
+    );
 }
 
 #[test]
 fn c_tests_are_clean_under_valgrind() {
-    if !valgrind_available() {
-        eprintln!("SKIPPED: valgrind is not installed (apt-get install valgrind)");
-        return;
-    }
+    require("valgrind");
     let dir = scratch("valgrind");
     let exe = compile_c(&root().join("tests/c/capi_test.c"), &dir);
     let log = dir.join("valgrind.log");
@@ -213,6 +237,59 @@ fn c_tests_are_clean_under_valgrind() {
         String::from_utf8_lossy(&output.stdout),
         summary.join("\n")
     );
+}
+
+/// The full C test under AddressSanitizer and LeakSanitizer.
+///
+/// Only the C program is instrumented (`-fsanitize=address`); the Rust cdylib
+/// and ONNX Runtime are not, but ASan's interceptors replace `malloc`/`free`
+/// and the `mem*`/`str*` functions for the whole process, so this catches C
+/// misuse of the API (reading past a buffer the library returned, use after
+/// `cbx_*_free`), double and invalid frees on either side, and — LSan at exit —
+/// every unreachable allocation, in C, Rust or ONNX Runtime. Because the
+/// executable itself links libasan, libasan is first in the load order: no
+/// `LD_PRELOAD` and no `verify_asan_link_order=0` are needed (those are for an
+/// uninstrumented executable loading an instrumented library). The run is
+/// clean without suppressions (ONNX Runtime 1.32 on CPU frees or keeps
+/// reachable all it allocates), so no LSan suppression file is used: a leak
+/// anywhere fails the test.
+#[test]
+fn c_tests_are_clean_under_address_sanitizer() {
+    let dir = scratch("asan");
+    let exe = compile_c_with(
+        &root().join("tests/c/capi_test.c"),
+        &dir,
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+    );
+    let log = dir.join("asan");
+    let output = run(Command::new(&exe)
+        .arg(bundle())
+        .arg(&dir)
+        .env(
+            "ASAN_OPTIONS",
+            format!(
+                "detect_leaks=1:halt_on_error=1:exitcode=86:abort_on_error=0:\
+                 detect_stack_use_after_return=1:strict_string_checks=1:\
+                 check_initialization_order=1:log_path={}",
+                log.display()
+            ),
+        )
+        .env("LSAN_OPTIONS", "exitcode=87:report_objects=1"));
+    // log_path writes `asan.<pid>` only when something was reported.
+    let reports: Vec<String> = std::fs::read_dir(&dir)
+        .expect("reading the scratch folder")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("asan."))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        output.status.success() && reports.is_empty(),
+        "capi_test under AddressSanitizer failed (exit 86: ASan error, 87: leak):\n{}\n\
+         --- sanitizer reports ---\n{}",
+        show(&output),
+        reports.join("\n")
+    );
+    println!("{}", String::from_utf8_lossy(&output.stdout));
 }
 
 /// Reads a WAV written by an example and checks it holds `tokens` speech

@@ -2,12 +2,13 @@
 //!
 //! Reading accepts PCM 8/16/24/32-bit integer and 32-bit float WAV (plain or
 //! `WAVE_FORMAT_EXTENSIBLE`), any channel count (downmixed to mono by averaging the
-//! channels) and any sample rate. Integers are scaled by `2^(bits-1)` like libsndfile
+//! channels), sample rates of 4 to 384 kHz and clips up to 300 s (see [`crate::limits`];
+//! the header's sizes never drive an allocation beyond what the file holds). Integers are scaled by `2^(bits-1)` like libsndfile
 //! (so 16-bit `-32768` is `-1.0`). 64-bit float WAV is not supported by `hound` and is
 //! reported as such. A file whose data chunk is cut short is read up to the cut (as
 //! libsndfile does, with a warning). Every failure is one `InvalidAudio` line naming the
 //! file: missing or unreadable file, not a WAV / corrupt header, unsupported encoding, no
-//! samples, NaN or infinite samples, shorter than the caller's minimum.
+//! samples, NaN or infinite samples, shorter than the caller's minimum or too long.
 //!
 //! Writing produces 16-bit PCM mono. (The reference's example saves the float32 tensor with
 //! `torchaudio.save`, i.e. 32-bit float WAV; 16-bit PCM is half the size, plays everywhere,
@@ -15,13 +16,14 @@
 //! clamped to `[-1, 1]` (NaN becomes 0) and scaled by 32767 with rounding, so `+-1.0` map
 //! to `+-32767` without overflow.
 //!
-//! [`write_wav_atomic`] writes a temporary file in the destination's folder and renames it
-//! over the destination, so readers never see a half-written file.
+//! [`write_wav_atomic`] goes through [`crate::output`]: a regular file is replaced
+//! atomically (readers never see a half-written file), a device or FIFO is written in place.
 
 use std::io::{Cursor, Read, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::limits;
 
 /// Decoded audio: mono samples and their rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,44 +44,81 @@ impl WavData {
 }
 
 /// Reads a WAV file; `min_seconds` is the shortest accepted duration (0 accepts any
-/// non-empty file).
+/// non-empty file). Clips longer than [`limits::MAX_VOICE_SECONDS`] and sample rates
+/// outside [`limits::MIN_SAMPLE_RATE`]`..=`[`limits::MAX_SAMPLE_RATE`] are refused; the
+/// sizes in the header are never trusted for allocation beyond what the file holds.
 pub fn read_wav(path: &Path, min_seconds: f32) -> Result<WavData> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    decode(std::io::BufReader::new(file), &name, min_seconds)
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::invalid_audio(format!(
+            "`{name}` is a folder, not a WAV file"
+        )));
+    }
+    // A regular file's length bounds what it can hold; a device or pipe has none.
+    let available = meta.is_file().then_some(meta.len());
+    decode(std::io::BufReader::new(file), available, &name, min_seconds)
 }
 
 /// Reads a WAV file held in memory; `name` identifies it in error messages.
 pub fn read_wav_bytes(bytes: &[u8], name: &str, min_seconds: f32) -> Result<WavData> {
-    decode(Cursor::new(bytes), name, min_seconds)
+    decode(
+        Cursor::new(bytes),
+        Some(bytes.len() as u64),
+        name,
+        min_seconds,
+    )
 }
 
-fn decode<R: Read>(reader: R, name: &str, min_seconds: f32) -> Result<WavData> {
+fn decode<R: Read>(
+    reader: R,
+    available: Option<u64>,
+    name: &str,
+    min_seconds: f32,
+) -> Result<WavData> {
     let mut wav = hound::WavReader::new(reader).map_err(|e| header_error(name, e))?;
     let spec = wav.spec();
+    let what = format!("`{name}`");
     if spec.sample_rate == 0 {
-        return Err(Error::invalid_audio(format!("`{name}`: sample rate is 0")));
+        return Err(Error::invalid_audio(format!("{what}: sample rate is 0")));
     }
+    limits::check_sample_rate(spec.sample_rate, &what)?;
     if spec.sample_format == hound::SampleFormat::Float && spec.bits_per_sample != 32 {
         return Err(Error::invalid_audio(format!(
-            "`{name}`: {}-bit float WAV is not supported; use 32-bit float or 16/24-bit PCM",
+            "{what}: {}-bit float WAV is not supported; use 32-bit float or 16/24-bit PCM",
             spec.bits_per_sample
         )));
     }
-    let channels = spec.channels.max(1) as usize;
-
-    let mut interleaved: Vec<f32> = Vec::with_capacity(wav.len() as usize);
-    let mut truncated = false;
-    match spec.sample_format {
+    let channels = usize::from(spec.channels.max(1));
+    // Frames to read at most: one past the longest clip accepted, so an over-long clip
+    // is recognised without reading (or allocating) the rest of it.
+    let max_frames = limits::max_clip_frames(spec.sample_rate).saturating_add(1);
+    let bytes_per_frame = u64::from(spec.bits_per_sample.div_ceil(8).max(1)) * channels as u64;
+    let mut capacity = u64::from(wav.duration()).min(max_frames);
+    if let Some(bytes) = available {
+        capacity = capacity.min(bytes / bytes_per_frame);
+    }
+    let mut samples: Vec<f32> = Vec::new();
+    samples.try_reserve_exact(capacity as usize).map_err(|_| {
+        Error::invalid_audio(format!("{what}: not enough memory for {capacity} samples"))
+    })?;
+    let mut mixer = Downmix::new(channels, max_frames, &mut samples);
+    let truncated = match spec.sample_format {
         hound::SampleFormat::Float => {
+            let mut truncated = false;
             for (i, s) in wav.samples::<f32>().enumerate() {
                 match s {
-                    Ok(x) if x.is_finite() => interleaved.push(x),
+                    Ok(x) if x.is_finite() => {
+                        if !mixer.push(x) {
+                            break;
+                        }
+                    }
                     Ok(x) => {
                         let frame = i / channels;
                         return Err(Error::invalid_audio(format!(
-                            "`{name}`: sample {frame} ({:.3} s) is {x}; audio must be finite",
-                            frame as f64 / spec.sample_rate as f64
+                            "{what}: sample {frame} ({:.3} s) is {x}; audio must be finite",
+                            frame as f64 / f64::from(spec.sample_rate)
                         )));
                     }
                     Err(e) => {
@@ -88,59 +127,118 @@ fn decode<R: Read>(reader: R, name: &str, min_seconds: f32) -> Result<WavData> {
                     }
                 }
             }
+            truncated
         }
         hound::SampleFormat::Int => {
             let bits = spec.bits_per_sample;
             if !(1..=32).contains(&bits) {
                 return Err(Error::invalid_audio(format!(
-                    "`{name}`: unsupported {bits}-bit integer samples"
+                    "{what}: unsupported {bits}-bit integer samples"
                 )));
             }
             let scale = 1.0 / (1u64 << (bits - 1)) as f64;
+            let mut truncated = false;
             for s in wav.samples::<i32>() {
                 match s {
-                    Ok(x) => interleaved.push((x as f64 * scale) as f32),
+                    Ok(x) => {
+                        if !mixer.push((f64::from(x) * scale) as f32) {
+                            break;
+                        }
+                    }
                     Err(e) => {
                         truncated = stop_reading(name, e)?;
                         break;
                     }
                 }
             }
+            truncated
         }
-    }
+    };
     if truncated {
         tracing::warn!(
             file = name,
             "WAV data chunk is truncated; using the {} samples before the cut",
-            interleaved.len()
+            samples.len()
         );
     }
-
-    let samples: Vec<f32> = if channels == 1 {
-        interleaved
-    } else {
-        interleaved
-            .chunks_exact(channels)
-            .map(|frame| (frame.iter().map(|&x| x as f64).sum::<f64>() / channels as f64) as f32)
-            .collect()
-    };
     if samples.is_empty() {
         return Err(Error::invalid_audio(format!(
-            "`{name}` contains no audio samples"
+            "{what} contains no audio samples"
         )));
     }
-    let out = WavData {
+    limits::check_clip_frames(
+        samples.len() as u64,
+        spec.sample_rate,
+        f64::from(min_seconds),
+        &what,
+    )?;
+    Ok(WavData {
         samples,
         sample_rate: spec.sample_rate,
         channels: spec.channels,
-    };
-    let dur = out.duration_seconds();
-    if dur < min_seconds as f64 {
-        return Err(Error::invalid_audio(format!(
-            "`{name}` is {dur:.3} s long; at least {min_seconds} s is needed"
-        )));
+    })
+}
+
+/// Averages interleaved samples into mono frames as they are read, up to a frame limit.
+struct Downmix<'a> {
+    channels: usize,
+    max_frames: u64,
+    out: &'a mut Vec<f32>,
+    frame: Vec<f32>,
+}
+
+impl<'a> Downmix<'a> {
+    fn new(channels: usize, max_frames: u64, out: &'a mut Vec<f32>) -> Downmix<'a> {
+        Downmix {
+            channels,
+            max_frames,
+            out,
+            frame: Vec::with_capacity(channels),
+        }
     }
-    Ok(out)
+
+    /// Adds one sample; `false` once the frame limit is reached (stop reading).
+    fn push(&mut self, x: f32) -> bool {
+        if self.channels == 1 {
+            self.out.push(x);
+        } else {
+            self.frame.push(x);
+            if self.frame.len() == self.channels {
+                // librosa's `to_mono`: `np.mean` over the channels in float32.
+                self.out
+                    .push(numpy_sum_f32(&self.frame) / self.channels as f32);
+                self.frame.clear();
+            }
+        }
+        (self.out.len() as u64) < self.max_frames
+    }
+}
+
+/// The float32 sum of `x` in numpy's order (its pairwise summation: sequential below 8
+/// values, eight interleaved partial sums up to 128, halves above), so that the downmix
+/// equals `np.mean(y, axis=0)` bit for bit.
+fn numpy_sum_f32(x: &[f32]) -> f32 {
+    let n = x.len();
+    if n < 8 {
+        return x.iter().copied().reduce(|a, b| a + b).unwrap_or(0.0);
+    }
+    if n <= 128 {
+        let mut r = [0.0f32; 8];
+        r.copy_from_slice(&x[..8]);
+        let whole = n - n % 8;
+        for block in x[8..whole].chunks_exact(8) {
+            for (acc, &v) in r.iter_mut().zip(block) {
+                *acc += v;
+            }
+        }
+        let mut sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &x[whole..] {
+            sum += v;
+        }
+        return sum;
+    }
+    let half = n / 2 - (n / 2) % 8;
+    numpy_sum_f32(&x[..half]) + numpy_sum_f32(&x[half..])
 }
 
 /// Whether a read error ends the data early (truncated file: keep what was read) or is a
@@ -218,47 +316,85 @@ pub fn write_wav_to<W: Write>(writer: &mut W, samples: &[f32], sample_rate: u32)
     writer.flush().map_err(|e| Error::io(stream, e))
 }
 
-/// Writes `samples` as a 16-bit PCM mono WAV file at `path`, atomically: the data goes to a
-/// temporary file in the same folder, which is synced and then renamed over `path`.
+/// Writes `samples` as a 16-bit PCM mono WAV file at `path` with
+/// [`crate::output::write_output`]: a regular file (or a link's target) is replaced
+/// atomically (temporary file in the same folder, synced, renamed over it, permission bits
+/// kept); a character device or FIFO is written in place; a directory is refused.
 pub fn write_wav_atomic(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
+    write_wav_file(path, samples, sample_rate, &[])
+}
+
+/// [`write_wav_atomic`], refusing (`InvalidArgument`) a `path` that is one of `inputs`.
+pub fn write_wav_file(
+    path: &Path,
+    samples: &[f32],
+    sample_rate: u32,
+    inputs: &[&Path],
+) -> Result<()> {
     let bytes = encode_wav(samples, sample_rate)?;
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::invalid_argument("path", format!("`{}` is not a file path", path.display()))
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(
-        ".{}.{}.{nanos}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
+    crate::output::write_output(path, &bytes, inputs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    /// `np.mean(frame[:, None], axis=0)` bits (numpy 1.26) for frames where a float64
+    /// mean rounds differently: the downmix follows numpy's float32 summation order.
+    #[test]
+    fn downmix_equals_numpy_mean() {
+        let cases: [(&[f32], u32); 3] = [
+            (&[-0.1657942, -0.2354341, 0.22462372], 3178307527),
+            (
+                &[
+                    -0.18878643,
+                    -0.14640175,
+                    -0.21399401,
+                    0.16601354,
+                    -0.018925792,
+                    -0.17682938,
+                    0.12289135,
+                    0.2489566,
+                    -0.49290702,
+                ],
+                3181332725,
+            ),
+            (
+                &[
+                    -0.59652895,
+                    -0.070026755,
+                    -0.07673701,
+                    0.28860015,
+                    -0.35443404,
+                    0.22141257,
+                    -0.32969183,
+                    -0.099387266,
+                    -0.25214195,
+                    0.4346194,
+                    0.17046393,
+                    0.7295197,
+                    0.19257492,
+                    0.2534978,
+                    0.25220487,
+                    -0.18198346,
+                    -0.021008534,
+                    0.40511665,
+                    -0.11896523,
+                    0.056639858,
+                ],
+                1027151424,
+            ),
+        ];
+        for (frame, bits) in cases {
+            let mut out = Vec::new();
+            let mut mix = Downmix::new(frame.len(), 10, &mut out);
+            for &x in frame {
+                mix.push(x);
+            }
+            assert_eq!(out[0].to_bits(), bits, "{} channels", frame.len());
+        }
+    }
 
     fn wav_bytes<S: hound::Sample + Copy>(spec: hound::WavSpec, samples: &[S]) -> Vec<u8> {
         let mut buf = Cursor::new(Vec::new());
@@ -394,10 +530,10 @@ mod tests {
         assert_eq!(w.sample_rate, 16_000);
         let leftovers = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(leftovers, 1);
-        // Missing folder: an Io error naming the temporary file's folder.
+        // Missing folder: an Io error naming the file asked for.
         let e = write_wav_atomic(&dir.join("missing/x.wav"), &[0.0], 16_000).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
-        assert!(e.to_string().contains("missing"));
+        assert!(e.to_string().contains("missing/x.wav"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
 
         let mut out = Vec::new();
@@ -406,5 +542,65 @@ mod tests {
         assert_eq!(w.samples.len(), 2);
         assert!((w.samples[0] - 16384.0 / 32768.0).abs() < 1e-6);
         assert!(encode_wav(&[0.0], 0).is_err());
+    }
+
+    /// A 16-bit PCM WAV whose header claims `claimed_frames` frames but which holds
+    /// only `data` (a header that lies about the data size).
+    fn lying_wav(rate: u32, channels: u16, claimed_frames: u64, data: &[u8]) -> Vec<u8> {
+        let block = 2 * u32::from(channels);
+        let max_frames = u64::from((u32::MAX - 36) / block);
+        let data_len = (claimed_frames.min(max_frames) * u64::from(block)) as u32;
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&(36 + data_len).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&channels.to_le_bytes());
+        b.extend_from_slice(&rate.to_le_bytes());
+        b.extend_from_slice(&(rate * block).to_le_bytes());
+        b.extend_from_slice(&(block as u16).to_le_bytes());
+        b.extend_from_slice(&16u16.to_le_bytes());
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&data_len.to_le_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn header_sizes_are_not_trusted() {
+        // 400 KB at 1 Hz claiming 55 hours: refused for its rate before any sample is read.
+        let bytes = lying_wav(1, 1, 55 * 3600, &vec![0u8; 400_000]);
+        let e = read_wav_bytes(&bytes, "slow.wav", 0.5).unwrap_err();
+        assert!(e.to_string().contains("sample rate 1 Hz"), "{e}");
+        // 7 KB claiming one hour at 16 kHz: only what the file holds is read (0.22 s).
+        let bytes = lying_wav(16_000, 1, 3600 * 16_000, &vec![0u8; 7_000]);
+        let e = read_wav_bytes(&bytes, "short.wav", 0.5).unwrap_err();
+        assert!(e.to_string().contains("0.219 s long"), "{e}");
+        let w = read_wav_bytes(&bytes, "short.wav", 0.0).unwrap();
+        assert_eq!(w.samples.len(), 3_500);
+        // A claim of 4 GB over 8 channels allocates by what is there.
+        let bytes = lying_wav(48_000, 8, u64::from(u32::MAX), &vec![0u8; 16 * 48_000]);
+        assert_eq!(
+            read_wav_bytes(&bytes, "wide.wav", 0.5)
+                .unwrap()
+                .samples
+                .len(),
+            48_000
+        );
+    }
+
+    #[test]
+    fn clips_longer_than_the_bound_are_refused_without_reading_them_whole() {
+        let rate = limits::MIN_SAMPLE_RATE;
+        let frames = limits::max_clip_frames(rate);
+        let ok = lying_wav(rate, 1, frames, &vec![0u8; 2 * frames as usize]);
+        assert_eq!(
+            read_wav_bytes(&ok, "max.wav", 0.5).unwrap().samples.len() as u64,
+            frames
+        );
+        let long = lying_wav(rate, 1, frames + 1, &vec![0u8; 2 * (frames as usize + 1)]);
+        let e = read_wav_bytes(&long, "long.wav", 0.5).unwrap_err();
+        assert!(e.to_string().contains("at most 300 s"), "{e}");
     }
 }

@@ -162,8 +162,8 @@ pub struct WorkerArgs {
 
 /// Runs `chatterbox-ort bench`: every mode in its own worker process, then the reports.
 pub fn run_cli(args: &BenchArgs) -> Result<()> {
-    let mut report = match &args.from_json {
-        Some(path) => read_report(path)?,
+    let (mut report, failed) = match &args.from_json {
+        Some(path) => (read_report(path)?, Vec::new()),
         None => run_modes(args)?,
     };
     for b in &args.baseline {
@@ -180,7 +180,16 @@ pub fn run_cli(args: &BenchArgs) -> Result<()> {
         }
     }
     finish(&mut report);
-    write_outputs(&report, args)
+    write_outputs(&report, args)?;
+    // The report shows each failed mode; the command still fails, so scripts notice.
+    if !failed.is_empty() {
+        bail!(
+            "{} mode run(s) failed: {} (see the messages above)",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Fills the summaries and the acceptance figures of a report.
@@ -255,10 +264,62 @@ fn write_outputs(report: &Report, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_modes(args: &BenchArgs) -> Result<Report> {
-    if args.run.runs == 0 || args.run.tokens == 0 {
-        bail!("--runs and --tokens must be at least 1");
+/// Most measured runs, rounds and swap-cost repeats per mode.
+pub const MAX_REPEATS: usize = 100;
+
+impl RunArgs {
+    /// Checks every setting against the bundle and [`crate::limits`] (nothing is run).
+    fn validate(&self, bundle: &Path) -> Result<()> {
+        crate::limits::check_range("runs", self.runs, 1, MAX_REPEATS)?;
+        crate::limits::check_range("swap_cost_repeats", self.swap_cost_repeats, 1, MAX_REPEATS)?;
+        crate::limits::check_threads(self.threads)?;
+        self.provider
+            .parse::<crate::runtime::Provider>()
+            .with_context(|| format!("--provider {}", self.provider))?;
+        if self.text.trim().is_empty() {
+            bail!("invalid text: --text is empty or whitespace only");
+        }
+        crate::limits::check_text_len(self.text.len())?;
+        let bundle = crate::bundle::Bundle::open(bundle)?;
+        let mut req = crate::engine::Request::from_generation(bundle.generation());
+        for (tokens, steps) in [
+            (self.tokens, None),
+            (
+                self.warmup_tokens.unwrap_or(self.tokens),
+                self.warmup_flow_steps,
+            ),
+        ] {
+            req.max_new_tokens = tokens;
+            req.flow_steps = steps.unwrap_or(req.flow_steps);
+            req.validate()?;
+            req.check_model_limits(bundle.config(), 0)?;
+        }
+        Ok(())
     }
+}
+
+impl BenchArgs {
+    /// Checks every argument before any worker is started.
+    fn validate(&self) -> Result<()> {
+        if self.modes.is_empty() || self.modes.iter().any(|m| m.trim().is_empty()) {
+            bail!("invalid argument `modes`: give a comma-separated list of modes, e.g. resident,swap");
+        }
+        for mode in &self.modes {
+            if worker::kind_of(mode) == ResultKind::Synthesis {
+                worker::residency_of(mode)?;
+            }
+        }
+        crate::limits::check_range("rounds", self.rounds, 1, MAX_REPEATS)?;
+        if self.mode_timeout_s == 0 {
+            bail!("invalid argument `mode_timeout_s`: must be >= 1");
+        }
+        self.run.validate(&self.bundle)
+    }
+}
+
+/// Runs every mode; returns the report and the modes whose worker failed.
+fn run_modes(args: &BenchArgs) -> Result<(Report, Vec<String>)> {
+    args.validate()?;
     let exe = std::env::current_exe().context("finding the chatterbox-ort executable")?;
     let mut report = Report {
         schema: SCHEMA.into(),
@@ -294,8 +355,9 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
         .collect(),
         ..Default::default()
     };
+    let mut failed = Vec::new();
     let mut order: Vec<&String> = Vec::new();
-    for round in 0..args.rounds.max(1) {
+    for round in 0..args.rounds {
         if round % 2 == 0 {
             order.extend(args.modes.iter());
         } else {
@@ -304,7 +366,7 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
     }
     report
         .config
-        .insert("rounds".into(), args.rounds.max(1).to_string());
+        .insert("rounds".into(), args.rounds.to_string());
     for mode in order {
         eprintln!(
             "== bench: mode `{mode}` ({} tokens, {} runs)",
@@ -340,6 +402,7 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
             }
             Err(e) => {
                 eprintln!("== bench: mode `{mode}` FAILED: {e:#}");
+                failed.push(mode.clone());
                 pool(
                     &mut report.results,
                     failed_result(mode, &args.run.provider, args.run.tokens, &format!("{e:#}")),
@@ -347,7 +410,7 @@ fn run_modes(args: &BenchArgs) -> Result<Report> {
             }
         }
     }
-    Ok(report)
+    Ok((report, failed))
 }
 
 /// Adds `r` to `results`, or pools it into an earlier result of the same mode

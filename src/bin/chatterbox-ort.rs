@@ -9,7 +9,7 @@
 //! Errors are printed as one line on stderr with a non-zero exit status; no
 //! output file is left behind on failure.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use chatterbox_ort::bundle::{Bundle, GenerationDefaults};
-use chatterbox_ort::{audio, conditioning, Engine, EngineOptions, Provider, Request, Voice};
+use chatterbox_ort::{audio, conditioning, limits, Engine, EngineOptions, Request, Voice};
 
 /// Chatterbox text-to-speech on ONNX Runtime.
 #[derive(Parser, Debug)]
@@ -48,14 +48,14 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 struct EngineArgs {
     /// Bundle folder. Default: $CHATTERBOX_ORT_BUNDLE, else `onnx/tiny` under the
-    /// current folder or the crate folder.
+    /// current folder.
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
     /// Execution provider: cpu, cuda[:N] or auto[:N].
     #[arg(long, default_value = "cpu", value_name = "PROVIDER")]
     provider: String,
     /// ONNX Runtime intra-op threads per session.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     threads: Option<usize>,
     /// Residency of the components' sessions: resident, swap, cpu, idle=SECONDS,
     /// budget=SIZE, with extra comma items (prefetch, ram-cache,
@@ -82,31 +82,31 @@ struct SayArgs {
     #[arg(long, value_name = "FILE")]
     voice_file: Option<PathBuf>,
     /// Emotion exaggeration (>= 0; 0.5 neutral).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     exaggeration: Option<f32>,
     /// T3 classifier-free guidance weight (>= 0).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cfg_weight: Option<f32>,
     /// Sampling temperature (> 0).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     temperature: Option<f32>,
     /// min-p filter, in [0, 1).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     min_p: Option<f32>,
     /// top-p filter, in (0, 1].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     top_p: Option<f32>,
     /// Repetition penalty (> 0).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     repetition_penalty: Option<f32>,
     /// Random seed (same seed, same audio).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Most speech tokens per text chunk (25 per second of audio).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     max_new_tokens: Option<usize>,
     /// Euler steps of the flow matching (>= 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     flow_steps: Option<usize>,
     /// Do not embed the Perth watermark.
     #[arg(long)]
@@ -133,10 +133,21 @@ struct VoiceArgs {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line, like every other error: clap's first line names the problem.
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("invalid command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see --help)");
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     tracing_subscriber::fmt()
@@ -167,7 +178,7 @@ fn main() -> ExitCode {
 }
 
 /// The bundle folder: `--bundle`, else `$CHATTERBOX_ORT_BUNDLE`, else `onnx/tiny`
-/// relative to the current folder or to the crate folder of this build.
+/// under the current folder.
 fn bundle_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -179,11 +190,7 @@ fn bundle_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     if local.join("manifest.json").is_file() {
         return Ok(local);
     }
-    let baked = Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny");
-    if baked.join("manifest.json").is_file() {
-        return Ok(baked);
-    }
-    bail!("no bundle found: pass --bundle DIR or set CHATTERBOX_ORT_BUNDLE (looked for onnx/tiny in the current folder and in {})", baked.display())
+    bail!("no bundle: pass --bundle DIR or set CHATTERBOX_ORT_BUNDLE (there is no onnx/tiny/manifest.json in the current folder)")
 }
 
 fn load_engine(args: &EngineArgs) -> Result<Engine> {
@@ -191,16 +198,18 @@ fn load_engine(args: &EngineArgs) -> Result<Engine> {
     load_engine_from(&dir, args)
 }
 
-fn load_engine_from(dir: &Path, args: &EngineArgs) -> Result<Engine> {
-    let provider: Provider = args.provider.parse()?;
-    if args.threads == Some(0) {
-        bail!("invalid argument `threads`: must be >= 1");
-    }
+/// The engine options of `args`, every value checked (nothing is loaded).
+fn engine_options(dir: &Path, args: &EngineArgs) -> Result<EngineOptions> {
     let mut opts = EngineOptions::new(dir);
-    opts.provider = provider;
+    opts.provider = args.provider.parse()?;
     opts.threads = args.threads;
     opts.residency = args.residency.parse()?;
-    Ok(Engine::load(opts)?)
+    opts.validate()?;
+    Ok(opts)
+}
+
+fn load_engine_from(dir: &Path, args: &EngineArgs) -> Result<Engine> {
+    Ok(Engine::load(engine_options(dir, args)?)?)
 }
 
 /// Reads the text argument or file; a file must be UTF-8.
@@ -208,16 +217,16 @@ fn read_text(args: &SayArgs) -> Result<String> {
     match (&args.text, &args.text_file) {
         (Some(t), None) => Ok(t.clone()),
         (None, Some(path)) => {
+            let max = limits::MAX_TEXT_BYTES as u64;
             let (bytes, name) = if path.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut buf)
-                    .context("reading the text from stdin")?;
-                (buf, "stdin".to_string())
+                let stdin = std::io::stdin().lock();
+                let bytes = limits::read_capped_from(stdin, max, "text", Path::new("<stdin>"))?;
+                (bytes, "stdin".to_string())
             } else {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("reading text file `{}`", path.display()))?;
-                (bytes, format!("`{}`", path.display()))
+                (
+                    limits::read_capped(path, max, "text")?,
+                    format!("`{}`", path.display()),
+                )
             };
             String::from_utf8(bytes).map_err(|e| {
                 anyhow!(
@@ -266,8 +275,20 @@ fn request(defaults: &GenerationDefaults, args: &SayArgs) -> Request {
     r
 }
 
+/// The input files of a `say` (an output path must not be one of them).
+fn say_inputs(args: &SayArgs) -> Vec<&Path> {
+    [&args.voice, &args.voice_file, &args.text_file]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect()
+}
+
 fn say(args: SayArgs) -> Result<()> {
     let wall = Instant::now();
+    let to_stdout = args.output.as_os_str() == "-";
+    if !to_stdout {
+        chatterbox_ort::output::check_not_an_input(&args.output, &say_inputs(&args))?;
+    }
     let text = read_text(&args)?;
     if text.trim().is_empty() {
         // Checked before loading anything; the library reports the same error.
@@ -275,8 +296,12 @@ fn say(args: SayArgs) -> Result<()> {
     }
     // Everything that can be checked without sessions is checked before loading them.
     let dir = bundle_dir(args.engine.bundle.as_deref())?;
-    let req = request(Bundle::open(&dir)?.generation(), &args);
+    let opts = engine_options(&dir, &args.engine)?;
+    let bundle = Bundle::open(&dir)?;
+    let req = request(bundle.generation(), &args);
     req.validate()?;
+    req.check_model_limits(bundle.config(), 0)?;
+    drop(bundle);
     let reference = match &args.voice {
         Some(path) => Some(audio::read_wav(
             path,
@@ -284,7 +309,7 @@ fn say(args: SayArgs) -> Result<()> {
         )?),
         None => None,
     };
-    let engine = load_engine_from(&dir, &args.engine)?;
+    let engine = Engine::load(opts)?;
     let loaded;
     let voice: &Voice = if let (Some(wav), Some(path)) = (&reference, &args.voice) {
         loaded = engine
@@ -323,14 +348,14 @@ fn say(args: SayArgs) -> Result<()> {
     bar.finish_and_clear();
     let audio = audio?;
 
-    let to_stdout = args.output.as_os_str() == "-";
     if to_stdout {
         let bytes = audio::wav::encode_wav(&audio.samples, audio.sample_rate)?;
         let mut out = std::io::stdout().lock();
         out.write_all(&bytes).context("writing the WAV to stdout")?;
         out.flush().context("writing the WAV to stdout")?;
     } else {
-        audio::write_wav_atomic(&args.output, &audio.samples, audio.sample_rate)?;
+        let inputs = say_inputs(&args);
+        audio::wav::write_wav_file(&args.output, &audio.samples, audio.sample_rate, &inputs)?;
     }
     let wall_s = wall.elapsed().as_secs_f64();
     let secs = audio.seconds();
@@ -372,9 +397,10 @@ fn say(args: SayArgs) -> Result<()> {
 }
 
 fn voice(args: VoiceArgs) -> Result<()> {
+    chatterbox_ort::output::check_not_an_input(&args.output, &[&args.reference])?;
     let engine = load_engine(&args.engine)?;
     let voice = engine.voice_from_wav(&args.reference)?;
-    voice.save(&args.output)?;
+    voice.save_checked(&args.output, &[&args.reference])?;
     eprintln!(
         "voice from `{}` ({} T3 prompt tokens, {} S3Gen prompt tokens) -> {}",
         args.reference.display(),
@@ -387,6 +413,7 @@ fn voice(args: VoiceArgs) -> Result<()> {
 
 fn info(args: EngineArgs) -> Result<()> {
     let dir = bundle_dir(args.bundle.as_deref())?;
+    engine_options(&dir, &args)?;
     let bundle = Bundle::open(&dir)?;
     let m = bundle.manifest();
     println!("bundle      {}", dir.display());

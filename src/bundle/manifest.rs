@@ -7,6 +7,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::limits;
+
+/// Largest file a manifest may list (1 TiB): far above any real graph, small enough
+/// that sums of sizes cannot overflow.
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
 
 /// The only manifest schema version this engine reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -245,7 +250,9 @@ fn default_precision() -> String {
 impl ComponentSpec {
     /// Total bytes of this component's files (graph + external data): its weight size.
     pub fn weight_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.bytes).sum()
+        self.files
+            .iter()
+            .fold(0u64, |t, f| t.saturating_add(f.bytes))
     }
 
     /// The input with this name.
@@ -424,6 +431,15 @@ impl Manifest {
                     ),
                 ));
             }
+            if f.bytes > MAX_FILE_BYTES {
+                return Err(Error::bundle(
+                    path,
+                    format!(
+                        "{owner}: `{}` claims {} bytes; at most {MAX_FILE_BYTES} are accepted",
+                        f.path, f.bytes
+                    ),
+                ));
+            }
             if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(Error::bundle(
                     path,
@@ -447,6 +463,312 @@ impl Manifest {
         for f in &self.files {
             check_file(f, "files")?;
         }
+        self.check_config()
+            .map_err(|reason| Error::bundle(path, reason))
+    }
+
+    /// Every number of `config` and `generation` within a plausible range, so no
+    /// size read from the manifest can drive an absurd allocation or loop.
+    fn check_config(&self) -> std::result::Result<(), String> {
+        let c = &self.config;
+        let count = |name: &str, v: usize, max: usize| -> std::result::Result<(), String> {
+            if v == 0 || v > max {
+                return Err(format!("`{name}` is {v}; expected 1..={max}"));
+            }
+            Ok(())
+        };
+        let token = |name: &str, v: i64, vocab: usize| -> std::result::Result<(), String> {
+            if v < 0 || v as u64 >= vocab as u64 {
+                return Err(format!("`{name}` is {v}; expected 0..{vocab}"));
+            }
+            Ok(())
+        };
+        let seconds = |name: &str, v: f64, min: f64, max: f64| -> std::result::Result<(), String> {
+            if !(v.is_finite() && v >= min && v <= max) {
+                return Err(format!("`{name}` is {v}; expected {min}..={max}"));
+            }
+            Ok(())
+        };
+        let rate = |name: &str, v: u32| -> std::result::Result<(), String> {
+            if !(limits::MIN_SAMPLE_RATE..=limits::MAX_SAMPLE_RATE).contains(&v) {
+                return Err(format!(
+                    "`{name}` is {v} Hz; expected {}..={}",
+                    limits::MIN_SAMPLE_RATE,
+                    limits::MAX_SAMPLE_RATE
+                ));
+            }
+            Ok(())
+        };
+        const VOCAB: usize = 1 << 20;
+        const WIDTH: usize = 1 << 16;
+        const POSITIONS: usize = 1 << 16;
+        count("config.text.vocab_size", c.text.vocab_size, VOCAB)?;
+        for (n, v) in [
+            ("config.text.start_token", c.text.start_token),
+            ("config.text.stop_token", c.text.stop_token),
+            ("config.text.space_token", c.text.space_token),
+            ("config.text.unk_token", c.text.unk_token),
+        ] {
+            token(n, v, c.text.vocab_size)?;
+        }
+        count("config.text.max_positions", c.text.max_positions, POSITIONS)?;
+        count("config.speech.vocab_size", c.speech.vocab_size, VOCAB)?;
+        count(
+            "config.speech.num_codes",
+            usize::try_from(c.speech.num_codes).unwrap_or(0),
+            c.speech.vocab_size,
+        )?;
+        token(
+            "config.speech.start_token",
+            c.speech.start_token,
+            c.speech.vocab_size,
+        )?;
+        token(
+            "config.speech.stop_token",
+            c.speech.stop_token,
+            c.speech.vocab_size,
+        )?;
+        count(
+            "config.speech.max_positions",
+            c.speech.max_positions,
+            POSITIONS,
+        )?;
+        count(
+            "config.speech.token_rate_hz",
+            c.speech.token_rate_hz as usize,
+            1000,
+        )?;
+        count("config.t3.hidden_size", c.t3.hidden_size, WIDTH)?;
+        count("config.t3.num_layers", c.t3.num_layers, 512)?;
+        count("config.t3.num_heads", c.t3.num_heads, 1024)?;
+        count("config.t3.num_kv_heads", c.t3.num_kv_heads, c.t3.num_heads)?;
+        count("config.t3.head_dim", c.t3.head_dim, 1024)?;
+        count("config.t3.cond_len", c.t3.cond_len, POSITIONS)?;
+        count(
+            "config.t3.speaker_embed_size",
+            c.t3.speaker_embed_size,
+            WIDTH,
+        )?;
+        count(
+            "config.t3.prompt_max_tokens",
+            c.t3.prompt_max_tokens,
+            c.speech.max_positions,
+        )?;
+        seconds("config.t3.prompt_seconds", c.t3.prompt_seconds, 0.1, 600.0)?;
+        rate(
+            "config.voice_encoder.sample_rate",
+            c.voice_encoder.sample_rate,
+        )?;
+        seconds(
+            "config.voice_encoder.trim_top_db",
+            c.voice_encoder.trim_top_db,
+            0.0,
+            200.0,
+        )?;
+        count(
+            "config.voice_encoder.embed_size",
+            c.voice_encoder.embed_size,
+            WIDTH,
+        )?;
+        rate(
+            "config.s3_tokenizer.sample_rate",
+            c.s3_tokenizer.sample_rate,
+        )?;
+        seconds(
+            "config.s3_tokenizer.max_seconds",
+            c.s3_tokenizer.max_seconds,
+            0.1,
+            3600.0,
+        )?;
+        rate("config.campplus.sample_rate", c.campplus.sample_rate)?;
+        count("config.campplus.embed_size", c.campplus.embed_size, WIDTH)?;
+        let g = &c.s3gen;
+        rate("config.s3gen.sample_rate", g.sample_rate)?;
+        seconds("config.s3gen.prompt_seconds", g.prompt_seconds, 0.1, 600.0)?;
+        count("config.s3gen.mel_bins", g.mel_bins, 1024)?;
+        count(
+            "config.s3gen.mel_frames_per_token",
+            g.mel_frames_per_token,
+            64,
+        )?;
+        count(
+            "config.s3gen.samples_per_mel_frame",
+            g.samples_per_mel_frame,
+            1 << 17,
+        )?;
+        count("config.s3gen.max_tokens", g.max_tokens, POSITIONS)?;
+        count("config.s3gen.hift_harmonics", g.hift_harmonics, 1024)?;
+        seconds(
+            "config.s3gen.fade_zeros_seconds",
+            g.fade_zeros_seconds,
+            0.0,
+            10.0,
+        )?;
+        seconds("config.s3gen.fade_in_seconds", g.fade_in_seconds, 0.0, 10.0)?;
+        rate("config.perth.sample_rate", c.perth.sample_rate)?;
+
+        let gen = &self.generation;
+        let request = crate::engine::Request::from_generation(gen);
+        request
+            .validate()
+            .and_then(|()| request.check_model_limits(c, 0))
+            .map_err(|e| format!("`generation`: {e}"))?;
+        if !(gen.flow_cfg_rate.is_finite() && gen.flow_cfg_rate >= 0.0) {
+            return Err(format!(
+                "`generation.flow_cfg_rate` is {}; expected a finite value >= 0",
+                gen.flow_cfg_rate
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that the sizes of `config` agree with the I/O signatures the manifest
+    /// declares for the Chatterbox components (which each session checks against its
+    /// real graph when it is created), so the numbers the engine allocates by are those
+    /// of the graphs. [`crate::Engine::load`] calls it; a bundle of other graphs (tests,
+    /// tools) need not pass it. `path` names the manifest in the error.
+    pub fn check_signatures(&self, path: &Path) -> Result<()> {
+        self.config_matches_signatures()
+            .map_err(|reason| Error::bundle(path, reason))
+    }
+
+    fn config_matches_signatures(&self) -> std::result::Result<(), String> {
+        let c = &self.config;
+        let t3 = &c.t3;
+        // (component, tensor, axis, expected size, config key)
+        let dim = |comp: &str,
+                   tensor: &str,
+                   axis: usize,
+                   want: usize,
+                   key: &str|
+         -> std::result::Result<(), String> {
+            let spec = self
+                .components
+                .get(comp)
+                .ok_or_else(|| format!("no component `{comp}`"))?;
+            let t = spec
+                .input(tensor)
+                .or_else(|| spec.output(tensor))
+                .ok_or_else(|| format!("component `{comp}` has no tensor `{tensor}`"))?;
+            match t.shape.get(axis) {
+                Some(Dim::Fixed(n)) if *n == want as u64 => Ok(()),
+                Some(Dim::Symbolic(_)) => Ok(()),
+                other => Err(format!(
+                    "`{key}` is {want} but `{comp}` tensor `{tensor}` has dim {axis} = {}",
+                    other.map_or("none".to_string(), |d| d.to_string())
+                )),
+            }
+        };
+        let expected_inputs = 1 + 2 * t3.num_layers;
+        let dec = self
+            .components
+            .get("t3_decoder")
+            .ok_or_else(|| "no component `t3_decoder`".to_string())?;
+        if dec.inputs.len() != expected_inputs {
+            return Err(format!(
+                "`config.t3.num_layers` is {} but `t3_decoder` declares {} inputs (expected {expected_inputs}: embeddings + a key and a value per layer)",
+                t3.num_layers,
+                dec.inputs.len()
+            ));
+        }
+        for layer in 0..t3.num_layers {
+            for kind in ["key", "value"] {
+                let name = format!("past_{kind}_{layer}");
+                dim(
+                    "t3_decoder",
+                    &name,
+                    1,
+                    t3.num_kv_heads,
+                    "config.t3.num_kv_heads",
+                )?;
+                dim("t3_decoder", &name, 3, t3.head_dim, "config.t3.head_dim")?;
+            }
+        }
+        dim(
+            "t3_decoder",
+            "inputs_embeds",
+            2,
+            t3.hidden_size,
+            "config.t3.hidden_size",
+        )?;
+        dim(
+            "t3_decoder",
+            "logits",
+            2,
+            c.speech.vocab_size,
+            "config.speech.vocab_size",
+        )?;
+        dim(
+            "t3_text_embed",
+            "token_embeds",
+            2,
+            t3.hidden_size,
+            "config.t3.hidden_size",
+        )?;
+        dim(
+            "t3_speech_embed",
+            "embeds",
+            2,
+            t3.hidden_size,
+            "config.t3.hidden_size",
+        )?;
+        dim(
+            "t3_cond",
+            "speaker_emb",
+            1,
+            t3.speaker_embed_size,
+            "config.t3.speaker_embed_size",
+        )?;
+        dim(
+            "t3_cond",
+            "cond",
+            2,
+            t3.hidden_size,
+            "config.t3.hidden_size",
+        )?;
+        dim(
+            "voice_encoder",
+            "embedding",
+            1,
+            c.voice_encoder.embed_size,
+            "config.voice_encoder.embed_size",
+        )?;
+        dim(
+            "campplus",
+            "embedding",
+            1,
+            c.campplus.embed_size,
+            "config.campplus.embed_size",
+        )?;
+        dim(
+            "s3gen_mel",
+            "mel",
+            2,
+            c.s3gen.mel_bins,
+            "config.s3gen.mel_bins",
+        )?;
+        dim(
+            "flow_encoder",
+            "mu",
+            1,
+            c.s3gen.mel_bins,
+            "config.s3gen.mel_bins",
+        )?;
+        dim(
+            "flow_estimator",
+            "x",
+            1,
+            c.s3gen.mel_bins,
+            "config.s3gen.mel_bins",
+        )?;
+        dim("hift", "mel", 1, c.s3gen.mel_bins, "config.s3gen.mel_bins")?;
+        dim(
+            "hift",
+            "phase_init",
+            1,
+            c.s3gen.hift_harmonics,
+            "config.s3gen.hift_harmonics",
+        )?;
         Ok(())
     }
 
@@ -474,6 +796,95 @@ mod tests {
             ]
         );
         assert_eq!(t.to_string(), r#"x float32 ["batch", 80, "frames"]"#);
+    }
+
+    /// The committed tiny manifest with one value replaced (`pointer` as in RFC 6901).
+    fn tiny_with(pointer: &str, value: serde_json::Value) -> Result<Manifest> {
+        let mut m: serde_json::Value =
+            serde_json::from_str(include_str!("../../onnx/tiny/manifest.json")).unwrap();
+        *m.pointer_mut(pointer).unwrap() = value;
+        let path = Path::new("manifest.json");
+        let manifest = Manifest::from_json(&m.to_string(), path)?;
+        manifest.check_signatures(path)?;
+        Ok(manifest)
+    }
+
+    #[test]
+    fn tiny_manifest_passes_the_load_checks() {
+        tiny_with("/schema_version", 1.into()).unwrap();
+    }
+
+    #[test]
+    fn absurd_numbers_fail_at_load_naming_the_key() {
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            (
+                "/config/t3/num_layers",
+                1_000_000_000u64.into(),
+                "config.t3.num_layers",
+            ),
+            ("/config/t3/num_layers", 3.into(), "config.t3.num_layers"),
+            ("/config/t3/num_layers", 0.into(), "config.t3.num_layers"),
+            ("/config/t3/hidden_size", 33.into(), "config.t3.hidden_size"),
+            (
+                "/config/t3/num_kv_heads",
+                1.into(),
+                "config.t3.num_kv_heads",
+            ),
+            (
+                "/config/speech/vocab_size",
+                8195.into(),
+                "config.speech.vocab_size",
+            ),
+            (
+                "/config/speech/stop_token",
+                9000.into(),
+                "config.speech.stop_token",
+            ),
+            (
+                "/config/speech/max_positions",
+                1u64.into(),
+                "config.t3.prompt_max_tokens",
+            ),
+            ("/config/s3gen/mel_bins", 81.into(), "config.s3gen.mel_bins"),
+            (
+                "/config/s3gen/hift_harmonics",
+                10.into(),
+                "config.s3gen.hift_harmonics",
+            ),
+            (
+                "/config/s3gen/sample_rate",
+                0.into(),
+                "config.s3gen.sample_rate",
+            ),
+            (
+                "/config/s3gen/prompt_seconds",
+                1e300.into(),
+                "config.s3gen.prompt_seconds",
+            ),
+            ("/config/s3gen/samples_per_mel_frame", 1u64.into(), "ok"),
+            (
+                "/generation/flow_steps",
+                1_000_000_000u64.into(),
+                "flow_steps",
+            ),
+            (
+                "/generation/max_new_tokens",
+                1_000_000_000u64.into(),
+                "max_new_tokens",
+            ),
+            ("/generation/temperature", (-1.0).into(), "temperature"),
+            ("/generation/flow_cfg_rate", (-1.0).into(), "flow_cfg_rate"),
+        ];
+        for (pointer, value, key) in cases {
+            let r = tiny_with(pointer, value.clone());
+            if key == "ok" {
+                r.unwrap();
+                continue;
+            }
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Bundle, "{pointer}");
+            assert!(e.to_string().contains(key), "{pointer}={value}: {e}");
+        }
     }
 
     #[test]

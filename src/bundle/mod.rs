@@ -54,8 +54,13 @@ impl Bundle {
             ));
         }
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text =
-            std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let bytes = crate::limits::read_capped(
+            &manifest_path,
+            crate::limits::MAX_MANIFEST_BYTES,
+            "a manifest",
+        )?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::bundle(&manifest_path, "not UTF-8 text"))?;
         let manifest = Manifest::from_json(&text, &manifest_path)?;
         let bundle = Bundle {
             dir,

@@ -2,7 +2,6 @@
 //! `voice.safetensors` (see `docs/BUNDLE.md`).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use ndarray::{Array2, Array3};
@@ -10,6 +9,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::manifest::Config;
 use crate::error::{Error, Result};
+use crate::limits;
 
 /// `__metadata__["format"]` of a voice file.
 pub const VOICE_FORMAT: &str = "chatterbox-ort-voice";
@@ -40,13 +40,13 @@ pub struct Voice {
 impl Voice {
     /// Reads a voice file, checking format metadata, tensor names, dtypes and shapes.
     pub fn load(path: &Path) -> Result<Voice> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = limits::read_capped(path, limits::MAX_VOICE_FILE_BYTES, "a voice file")?;
         Self::from_bytes(&bytes, path)
     }
 
     /// Parses the bytes of a voice file; `path` is only used in error messages.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Voice> {
-        let bad = |reason: String| Error::bundle(path, reason);
+        let bad = |reason: String| Error::voice_file(path, reason);
         let (_, meta) = SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let info = meta.metadata().clone().unwrap_or_default();
@@ -236,37 +236,21 @@ impl Voice {
             .map_err(|e| Error::internal(format!("serializing voice: {e}")))
     }
 
-    /// Writes the voice to `path` atomically (temporary file in the same folder, then rename).
+    /// Writes the voice to `path` with [`crate::output::write_output`]: a regular file (or a
+    /// link's target) is replaced atomically (temporary file in the same folder, synced,
+    /// renamed over it, permission bits kept); a character device or FIFO is written in
+    /// place; a directory is refused.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_checked(path, &[])
+    }
+
+    /// [`Voice::save`], refusing (`InvalidArgument`) a `path` that is one of `inputs` (e.g.
+    /// the reference clip the voice was made from).
+    pub fn save_checked(&self, path: &Path, inputs: &[&Path]) -> Result<()> {
         self.check_structure()
             .map_err(|r| Error::invalid_argument("voice", r))?;
         let bytes = self.to_bytes()?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let file_name = path.file_name().ok_or_else(|| {
-            Error::invalid_argument("path", format!("`{}` has no file name", path.display()))
-        })?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            file_name.to_string_lossy(),
-            std::process::id()
-        ));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            Ok(())
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::io(&tmp, e));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(path, e)
-        })
+        crate::output::write_output(path, &bytes, inputs)
     }
 }
 
@@ -277,7 +261,7 @@ fn view<'a>(dtype: Dtype, shape: &[usize], data: &'a [u8], name: &str) -> Result
 
 fn tensor<'a>(st: &'a SafeTensors<'a>, name: &str, path: &Path) -> Result<TensorView<'a>> {
     st.tensor(name)
-        .map_err(|_| Error::bundle(path, format!("missing tensor `{name}`")))
+        .map_err(|_| Error::voice_file(path, format!("missing tensor `{name}`")))
 }
 
 fn check_view(
@@ -288,7 +272,7 @@ fn check_view(
     path: &Path,
 ) -> Result<()> {
     if view.dtype() != dtype {
-        return Err(Error::bundle(
+        return Err(Error::voice_file(
             path,
             format!(
                 "tensor `{name}` has dtype {:?}, expected {dtype:?}",
@@ -297,7 +281,7 @@ fn check_view(
         ));
     }
     if view.shape().len() != rank {
-        return Err(Error::bundle(
+        return Err(Error::voice_file(
             path,
             format!(
                 "tensor `{name}` has shape {:?}, expected rank {rank}",
@@ -322,7 +306,7 @@ fn read_f32(
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     ndarray::ArrayD::from_shape_vec(view.shape().to_vec(), data)
-        .map_err(|e| Error::bundle(path, format!("tensor `{name}`: {e}")))
+        .map_err(|e| Error::voice_file(path, format!("tensor `{name}`: {e}")))
 }
 
 fn read_i64(
@@ -339,7 +323,7 @@ fn read_i64(
         .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
     ndarray::ArrayD::from_shape_vec(view.shape().to_vec(), data)
-        .map_err(|e| Error::bundle(path, format!("tensor `{name}`: {e}")))
+        .map_err(|e| Error::voice_file(path, format!("tensor `{name}`: {e}")))
 }
 
 fn f32_bytes<D: ndarray::Dimension>(a: &ndarray::Array<f32, D>) -> Vec<u8> {

@@ -120,26 +120,16 @@ pub fn align_prompt(
     keep
 }
 
-/// Checks reference samples: not empty, finite, at least [`MIN_VOICE_SECONDS`].
+/// Checks reference samples: sample rate, length (at least
+/// [`MIN_VOICE_SECONDS`], at most [`limits::MAX_VOICE_SECONDS`]) and values
+/// (finite, within [`limits::MAX_SAMPLE_MAGNITUDE`]); see [`limits::check_clip`].
 pub fn check_reference(samples: &[f32], sample_rate: u32) -> Result<()> {
-    if sample_rate == 0 {
-        return Err(Error::invalid_argument("sample_rate", "must be > 0"));
-    }
-    if samples.is_empty() {
-        return Err(Error::invalid_audio("the reference clip is empty"));
-    }
-    if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
-        return Err(Error::invalid_audio(format!(
-            "the reference clip has a NaN or infinite sample (index {i})"
-        )));
-    }
-    let secs = samples.len() as f64 / f64::from(sample_rate);
-    if secs < MIN_VOICE_SECONDS {
-        return Err(Error::invalid_audio(format!(
-            "the reference clip is {secs:.3} s long; at least {MIN_VOICE_SECONDS} s is needed"
-        )));
-    }
-    Ok(())
+    limits::check_clip(
+        samples,
+        sample_rate,
+        MIN_VOICE_SECONDS,
+        "the reference clip",
+    )
 }
 
 /// Builds a voice from mono samples at any rate (see the module docs).

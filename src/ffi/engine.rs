@@ -38,7 +38,8 @@ pub struct CbxEngineOptions {
     /// `"swap,prefetch,t3_decoder=resident"`). NULL: `"resident"`. Borrowed
     /// only during the call.
     pub residency: *const c_char,
-    /// ONNX Runtime intra-op threads per session; 0: ONNX Runtime's default.
+    /// ONNX Runtime intra-op threads per session; 0: ONNX Runtime's default. At most
+    /// 4 x the machine's logical CPUs (1024 at most), else `CBX_INVALID_ARGUMENT`.
     pub threads: u32,
     /// The CUDA device ordinal, for `CBX_PROVIDER_CUDA` and
     /// `CBX_PROVIDER_AUTO`. Default 0.
@@ -99,7 +100,7 @@ pub struct CbxRequest {
     /// minimum), <= `max_new_tokens`. Equal to `max_new_tokens`, every chunk
     /// has exactly that many tokens (960 samples each).
     pub min_new_tokens: u32,
-    /// Euler steps of the S3Gen flow matching, >= 1.
+    /// Euler steps of the S3Gen flow matching, in 1..=100.
     pub flow_steps: u32,
     /// Non-zero: embed the Perth watermark.
     pub watermark: i32,

@@ -94,9 +94,15 @@ pub unsafe extern "C" fn cbx_voice_from_samples(
 }
 
 /// Saves a voice to a file (safetensors, the format of a bundle's
-/// `voice.safetensors`), replacing any file at `path`.
+/// `voice.safetensors`). A regular file at `path` (or a symbolic link's
+/// target) is replaced atomically: a uniquely named temporary file in the same
+/// folder is written, synced, given the old file's permission bits and renamed
+/// over it, so concurrent savers and readers never see a partial file. A
+/// character device or FIFO is written in place; a directory, block device or
+/// socket is refused.
 ///
-/// Errors: `CBX_INVALID_ARGUMENT` (NULL), `CBX_IO`.
+/// Errors: `CBX_INVALID_ARGUMENT` (NULL; `path` is a directory, block device
+/// or socket), `CBX_IO` (the message names `path`).
 ///
 /// Thread-safety: voices are immutable; any number of threads may use one
 /// voice at once, except with `cbx_voice_free`.

@@ -130,10 +130,8 @@ impl Host {
             target,
             ..SessionOptions::default()
         };
+        crate::limits::check_threads(threads)?;
         if let Some(t) = threads {
-            if t == 0 {
-                return Err(Error::invalid_argument("threads", "must be >= 1"));
-            }
             base.threads = t;
         }
         Host::build(bundle, provider, base, residency)
@@ -148,9 +146,7 @@ impl Host {
         auto_fallback: bool,
         residency: ResidencyOptions,
     ) -> Result<Host> {
-        if session.threads == 0 {
-            return Err(Error::invalid_argument("threads", "must be >= 1"));
-        }
+        crate::limits::check_threads(Some(session.threads))?;
         let provider = match (&session.target, auto_fallback) {
             (Target::Cpu, _) => Provider::Cpu,
             (Target::Cuda(c), false) => Provider::Cuda {

@@ -83,7 +83,7 @@ impl FromStr for Policy {
         if !(0.0..1e9).contains(&secs) {
             return Err(Error::invalid_argument(
                 "residency",
-                format!("`{s}`: idle time must be >= 0 seconds"),
+                format!("`{s}`: idle time must be in 0..1e9 seconds"),
             ));
         }
         Ok(Policy::Idle(Duration::from_secs_f64(secs)))

@@ -54,7 +54,8 @@ impl TextTokenizer {
     /// Errors: `Io` when the file cannot be read, `Bundle` (naming the file) when it is not
     /// a valid tokenizer or lacks `[START]` / `[STOP]`.
     pub fn from_file(path: &Path, vocab_size: usize) -> Result<TextTokenizer> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes =
+            crate::limits::read_capped(path, crate::limits::MAX_TOKENIZER_BYTES, "a tokenizer")?;
         TextTokenizer::from_bytes(&bytes, path, vocab_size)
     }
 

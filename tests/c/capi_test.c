@@ -471,6 +471,52 @@ static void test_streaming(const CbxEngine *engine) {
     }
 }
 
+typedef struct {
+    const CbxVoice *voice;
+    const char *path;
+    CbxStatus status[5];
+} SaveJob;
+
+static void *save_job(void *arg) {
+    SaveJob *job = arg;
+    for (int i = 0; i < 5; i++) {
+        job->status[i] = cbx_voice_save(job->voice, job->path);
+    }
+    return NULL;
+}
+
+/* Eight threads saving one voice to one path at once all succeed (each save
+ * uses its own temporary file), and the file is a whole voice afterwards.
+ * A folder is refused; /dev/null is written, not replaced. */
+static void test_saving(const CbxVoice *voice) {
+    char path[4200];
+    scratch_path("concurrent.safetensors", path, sizeof path);
+    SaveJob jobs[8];
+    pthread_t threads[8];
+    int started[8];
+    for (int i = 0; i < 8; i++) {
+        jobs[i].voice = voice;
+        jobs[i].path = path;
+        started[i] = pthread_create(&threads[i], NULL, save_job, &jobs[i]) == 0;
+        CHECK(started[i], "pthread_create %d", i);
+    }
+    for (int i = 0; i < 8; i++) {
+        if (!started[i]) {
+            continue;
+        }
+        pthread_join(threads[i], NULL);
+        for (int k = 0; k < 5; k++) {
+            CHECK(jobs[i].status[k] == CBX_OK, "concurrent save %d.%d: %s", i, k,
+                  cbx_status_name(jobs[i].status[k]));
+        }
+    }
+    CbxVoice *loaded = NULL;
+    EXPECT_STATUS(cbx_voice_load(path, &loaded), CBX_OK, NULL);
+    cbx_voice_free(loaded);
+    EXPECT_STATUS(cbx_voice_save(voice, g_scratch), CBX_INVALID_ARGUMENT, "directory");
+    EXPECT_STATUS(cbx_voice_save(voice, "/dev/null"), CBX_OK, NULL);
+}
+
 /* Quick mode: a voice file saved and loaded, no conditioning graphs. */
 static void test_voice_files(void) {
     char bundled[4200], saved[4200];
@@ -479,6 +525,7 @@ static void test_voice_files(void) {
     EXPECT_STATUS(cbx_voice_load(bundled, &voice), CBX_OK, NULL);
     EXPECT_STATUS(cbx_voice_save(voice, scratch_path("copy.safetensors", saved, sizeof saved)),
                   CBX_OK, NULL);
+    test_saving(voice);
     cbx_voice_free(voice);
     voice = NULL;
     EXPECT_STATUS(cbx_voice_load(saved, &voice), CBX_OK, NULL);
@@ -504,6 +551,7 @@ static void test_voices(const CbxEngine *engine) {
     scratch_path("voice.safetensors", saved, sizeof saved);
     EXPECT_STATUS(cbx_voice_save(voice, saved), CBX_OK, NULL);
     EXPECT_STATUS(cbx_voice_save(voice, NULL), CBX_INVALID_ARGUMENT, "path");
+    test_saving(voice);
     CbxVoice *loaded = NULL;
     EXPECT_STATUS(cbx_voice_load(saved, &loaded), CBX_OK, NULL);
     Samples with_loaded = synth(engine, "A cloned voice.", loaded, &request);
