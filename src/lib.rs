@@ -1,6 +1,7 @@
 //! chatterbox-ort: Chatterbox text-to-speech on ONNX Runtime.
 
 pub mod audio;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod bundle;
 pub mod conditioning;
