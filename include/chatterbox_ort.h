@@ -347,8 +347,9 @@ void cbx_string_free(char *string);
 // failure `*out` is NULL.
 //
 // Errors: `CBX_INVALID_ARGUMENT` (NULL), `CBX_INVALID_AUDIO` (the file
-// cannot be opened, is not a WAV, is corrupt, holds non-finite samples or
-// less than 0.5 s), `CBX_RUNTIME`.
+// cannot be opened, is not a WAV, is corrupt, holds non-finite samples, less
+// than 0.5 s or more than 300 s, or a rate outside 4000..=384000 Hz),
+// `CBX_RUNTIME`.
 //
 // Thread-safety: may run concurrently with any call on the same engine
 // except `cbx_engine_free`.
@@ -368,7 +369,8 @@ enum CbxStatus cbx_voice_from_wav_file(const struct CbxEngine *engine,
 //
 // Errors: `CBX_INVALID_ARGUMENT` (NULL `engine`, `out`, or `samples` with
 // `count` > 0; a zero `sample_rate`), `CBX_INVALID_AUDIO` (no samples,
-// non-finite samples, less than 0.5 s), `CBX_RUNTIME`.
+// samples that are not finite or exceed +-1000, less than 0.5 s or more than
+// 300 s, a rate outside 4000..=384000 Hz), `CBX_RUNTIME`.
 //
 // Thread-safety: may run concurrently with any call on the same engine
 // except `cbx_engine_free`.
@@ -406,8 +408,8 @@ enum CbxStatus cbx_voice_save(const struct CbxVoice *voice, const char *path);
 // On success `*out` owns the voice: free it with `cbx_voice_free`. On
 // failure `*out` is NULL.
 //
-// Errors: `CBX_INVALID_ARGUMENT` (NULL), `CBX_IO` (cannot read),
-// `CBX_BUNDLE` (not a voice file, wrong tensors or version).
+// Errors: `CBX_INVALID_ARGUMENT` (NULL), `CBX_IO` (cannot read, or larger
+// than 16 MiB), `CBX_BUNDLE` (not a voice file, wrong tensors or version).
 //
 // Thread-safety: callable from any thread.
 //

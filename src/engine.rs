@@ -432,7 +432,6 @@ impl Engine {
         on_chunk: &mut dyn FnMut(&[f32]) -> bool,
     ) -> Result<Audio> {
         let start = Instant::now();
-        limits::check_text_len(text.len())?;
         req.validate()?;
         let config = self.bundle.config();
         voice.validate(config)?;

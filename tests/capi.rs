@@ -17,6 +17,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/cdylib.rs"]
+mod cdylib_path;
+use cdylib_path::cdylib;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -29,24 +33,6 @@ fn bundle() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-/// The cdylib of this build. `cargo test` compiles the library with all its
-/// crate types into `target/<profile>/deps/` (beside this test's executable)
-/// and copies the cdylib up to `target/<profile>/` only for `cargo build`, so
-/// the fresh one is in `deps/`.
-fn cdylib() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let deps = exe.parent().expect("the test executable's folder");
-    let name = format!(
-        "{}chatterbox_ort{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    [deps.join(&name), deps.join("..").join(&name)]
-        .into_iter()
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} was not built in {}", deps.display()))
 }
 
 /// A fresh scratch folder for one test.

@@ -36,6 +36,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+#[path = "support/cdylib.rs"]
+mod cdylib_path;
+use cdylib_path::cdylib;
+
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
 /// Address-space limit of every case's process.
 const MEMORY_LIMIT: u64 = 6 << 30;
@@ -106,8 +110,9 @@ struct Case {
     timeout: Duration,
     /// Bind this folder over `/dev` in a private mount namespace.
     isolate_dev: Option<PathBuf>,
-    /// Drop root privileges (uid/gid 65534) before running.
-    as_nobody: bool,
+    /// Make this folder read-only (a read-only bind mount over itself in a private
+    /// mount namespace), so that even root cannot write into it.
+    read_only: Option<PathBuf>,
     judge: Judge,
     checks: Vec<Check>,
     /// Names that may appear in the case folder besides the output.
@@ -180,8 +185,8 @@ impl Case {
         if self.isolate_dev.is_some() {
             s.push_str("   [private /dev]");
         }
-        if self.as_nobody {
-            s.push_str("   [as uid 65534]");
+        if self.read_only.is_some() {
+            s.push_str("   [read-only folder]");
         }
         s
     }
@@ -347,7 +352,10 @@ fn execute(case: &Case) -> Outcome {
         .isolate_dev
         .as_ref()
         .map(|p| CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path"));
-    let nobody = case.as_nobody;
+    let read_only = case
+        .read_only
+        .as_ref()
+        .map(|p| CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path"));
     // SAFETY: only async-signal-safe libc calls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -358,32 +366,48 @@ fn execute(case: &Case) -> Outcome {
             if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if let Some(dev) = &dev {
-                if libc::unshare(libc::CLONE_NEWNS) != 0
+            if (dev.is_some() || read_only.is_some())
+                && (libc::unshare(libc::CLONE_NEWNS) != 0
                     || libc::mount(
                         c"none".as_ptr(),
                         c"/".as_ptr(),
                         std::ptr::null(),
                         libc::MS_REC | libc::MS_PRIVATE,
                         std::ptr::null(),
-                    ) != 0
+                    ) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(dir) = &read_only {
+                if libc::mount(
+                    dir.as_ptr(),
+                    dir.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
                     || libc::mount(
-                        dev.as_ptr(),
-                        c"/dev".as_ptr(),
                         std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
+                        dir.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
                         std::ptr::null(),
                     ) != 0
                 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            if nobody
-                && (libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(65534) != 0
-                    || libc::setuid(65534) != 0)
-            {
-                return Err(std::io::Error::last_os_error());
+            if let Some(dev) = &dev {
+                if libc::mount(
+                    dev.as_ptr(),
+                    c"/dev".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -797,7 +821,7 @@ impl Ctx {
             produces: Produces::Nothing,
             timeout: Duration::from_secs(PROMPT),
             isolate_dev: None,
-            as_nobody: false,
+            read_only: None,
             judge: Judge::Cli,
             checks: Vec::new(),
             allow_new: Vec::new(),
@@ -2451,7 +2475,8 @@ fn output_cases(x: &Ctx, v: &mut Vec<Case>) {
         );
     }
     {
-        // An unwritable folder (as root the process drops to uid 65534 first).
+        // An unwritable folder (as root, made read-only by a bind mount: root ignores
+        // permission bits, and dropping to another uid would lose access to the build).
         let d = x.dir("output_in_unwritable_folder");
         let ro = d.join("read-only");
         std::fs::create_dir_all(&ro).unwrap();
@@ -2463,7 +2488,9 @@ fn output_cases(x: &Ctx, v: &mut Vec<Case>) {
             )
             .fail(&["read-only/out.wav"])
             .forbid(&[".tmp"]);
-        c.as_nobody = x.root;
+        if x.root {
+            c.read_only = Some(ro.clone());
+        }
         v.push(c);
     }
     {
@@ -2820,22 +2847,6 @@ fn hostile_cli() {
         x.cleanup();
     }
     finish("cli", total, failures, md);
-}
-
-/// The cdylib of this build (as tests/capi.rs finds it): `cargo test` builds it
-/// into `target/<profile>/deps/`, `cargo build` copies it up a level.
-fn cdylib() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let deps = exe.parent().expect("the test executable's folder");
-    let name = format!(
-        "{}chatterbox_ort{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    [deps.join(&name), deps.join("..").join(&name)]
-        .into_iter()
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} was not built in {}", deps.display()))
 }
 
 #[test]

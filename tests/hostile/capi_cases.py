@@ -61,38 +61,10 @@ MAX_TEXT_BYTES = int(os.environ.get("HOSTILE_MAX_TEXT_BYTES", "131072"))  # the 
 U64_MAX = 2**64 - 1
 
 
-class CbxEngineOptions(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("provider", ctypes.c_uint32),
-        ("bundle_dir", ctypes.c_char_p),
-        ("residency", ctypes.c_char_p),
-        ("threads", ctypes.c_uint32),
-        ("cuda_device", ctypes.c_uint32),
-        ("onnxruntime_library", ctypes.c_char_p),
-    ]
-
-
-class CbxRequest(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("exaggeration", ctypes.c_float),
-        ("cfg_weight", ctypes.c_float),
-        ("temperature", ctypes.c_float),
-        ("min_p", ctypes.c_float),
-        ("top_p", ctypes.c_float),
-        ("repetition_penalty", ctypes.c_float),
-        ("max_new_tokens", ctypes.c_uint32),
-        ("seed", ctypes.c_uint64),
-        ("min_new_tokens", ctypes.c_uint32),
-        ("flow_steps", ctypes.c_uint32),
-        ("watermark", ctypes.c_int32),
-    ]
-
-
-CbxChunkCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int32, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p
-)
+# The structs and the callback type as the ctypes example declares them (one place to
+# keep in step with include/chatterbox_ort.h).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python"))
+from synth import CbxChunkCallback, CbxEngineOptions, CbxRequest  # noqa: E402
 
 VP = ctypes.c_void_p
 PVP = ctypes.POINTER(ctypes.c_void_p)
