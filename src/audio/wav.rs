@@ -109,17 +109,26 @@ fn decode<R: Read>(
             let mut truncated = false;
             for (i, s) in wav.samples::<f32>().enumerate() {
                 match s {
-                    Ok(x) if x.is_finite() => {
+                    // Bounded before mixing: the float32 channel sum of huge finite
+                    // samples would overflow to infinity.
+                    Ok(x) if x.is_finite() && x.abs() <= limits::MAX_SAMPLE_MAGNITUDE => {
                         if !mixer.push(x) {
                             break;
                         }
                     }
                     Ok(x) => {
                         let frame = i / channels;
-                        return Err(Error::invalid_audio(format!(
-                            "{what}: sample {frame} ({:.3} s) is {x}; audio must be finite",
-                            frame as f64 / f64::from(spec.sample_rate)
-                        )));
+                        let at = frame as f64 / f64::from(spec.sample_rate);
+                        return Err(Error::invalid_audio(if x.is_finite() {
+                            format!(
+                                "{what}: sample {frame} ({at:.3} s) is {x:e}; samples must lie within +-{} (float audio is nominally within +-1)",
+                                limits::MAX_SAMPLE_MAGNITUDE
+                            )
+                        } else {
+                            format!(
+                                "{what}: sample {frame} ({at:.3} s) is {x}; audio must be finite"
+                            )
+                        }));
                     }
                     Err(e) => {
                         truncated = stop_reading(name, e)?;
@@ -588,6 +597,19 @@ mod tests {
                 .len(),
             48_000
         );
+    }
+
+    #[test]
+    fn huge_float_samples_are_refused_before_mixing() {
+        // Three channels near f32::MAX: their float32 sum would be infinite.
+        let big = f32::MAX / 2.0;
+        let bytes = wav_bytes(spec(3, 32, true, 16_000), &vec![big; 3 * 16_000]);
+        let e = read_wav_bytes(&bytes, "loud.wav", 0.5).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::InvalidAudio);
+        assert!(e.to_string().contains("within +-1000"), "{e}");
+        let ok = wav_bytes(spec(3, 32, true, 16_000), &vec![1000.0f32; 3 * 16_000]);
+        let w = read_wav_bytes(&ok, "loud.wav", 0.5).unwrap();
+        assert!(w.samples.iter().all(|&s| s == 1000.0));
     }
 
     #[test]
