@@ -150,7 +150,9 @@ fn voices_at_other_rates_and_channel_counts_match_reference() {
             &vg.f32s[&format!("{name}.ve_embedding")],
         );
         let feat = voice.prompt_feat.as_slice().unwrap();
-        let mel = rel_err(feat, &vg.f32s[&format!("{name}.prompt_mel")][..feat.len()]);
+        let want_mel = &vg.f32s[&format!("{name}.prompt_mel")];
+        assert_eq!(feat.len(), want_mel.len(), "{name}: prompt mel frames");
+        let mel = rel_err(feat, want_mel);
         eprintln!(
             "{name}: T3 prompt tokens {}/{}, S3Gen prompt tokens {}/{}, x-vector rel {x:.2e}, \
              VE rel {ve:.2e}, prompt mel rel {mel:.2e}",

@@ -31,7 +31,7 @@ pub struct Voice {
     pub cond_prompt_speech_tokens: Array2<i64>,
     /// `gen.prompt_token` i64 [1, N]: S3 tokens of the first 10 s.
     pub prompt_token: Array2<i64>,
-    /// `gen.prompt_feat` f32 [1, 2N, 80]: S3Gen mel of the first 10 s.
+    /// `gen.prompt_feat` f32 [1, 2N or 2N + 1, 80]: S3Gen mel of the first 10 s.
     pub prompt_feat: Array3<f32>,
     /// `gen.embedding` f32 [1, 192]: CAM++ x-vector of the first 10 s.
     pub embedding: Array2<f32>,
@@ -97,7 +97,8 @@ impl Voice {
     }
 
     /// Checks shapes that do not depend on the model config: batch 1 everywhere and
-    /// `prompt_feat` frames = 2 x `prompt_token` length.
+    /// `prompt_feat` frames = 2 x `prompt_token` length, or one more (the reference's
+    /// `embed_ref` keeps an odd last mel frame when it cuts the tokens).
     fn check_structure(&self) -> std::result::Result<(), String> {
         let batch = [
             (T_SPEAKER_EMB, self.speaker_emb.shape()[0]),
@@ -113,10 +114,11 @@ impl Voice {
         }
         let n = self.prompt_token.shape()[1];
         let frames = self.prompt_feat.shape()[1];
-        if frames != 2 * n {
+        if frames != 2 * n && frames != 2 * n + 1 {
             return Err(format!(
-                "{T_PROMPT_FEAT} has {frames} frames but {T_PROMPT_TOKEN} has {n} tokens (expected {} frames)",
-                2 * n
+                "{T_PROMPT_FEAT} has {frames} frames but {T_PROMPT_TOKEN} has {n} tokens (expected {} or {} frames)",
+                2 * n,
+                2 * n + 1
             ));
         }
         Ok(())

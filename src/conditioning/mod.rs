@@ -104,20 +104,15 @@ pub fn prompt_mel(host: &Host, wav_24k: &[f32], mel_bins: usize) -> Result<(Vec<
     Ok((crate::t3::f32_vec(&v)?, frames))
 }
 
-/// Truncates as the reference `embed_ref`: tokens to `mel_frames / 2`, then the
-/// mel (`[frames, bins]`) to `2 x tokens` frames. Returns the new frame count.
-pub fn align_prompt(
-    tokens: &mut Vec<i64>,
-    mel: &mut Vec<f32>,
-    frames: usize,
-    bins: usize,
-    per_token: usize,
-) -> usize {
-    let n = tokens.len().min(frames / per_token);
-    tokens.truncate(n);
-    let keep = n * per_token;
-    mel.truncate(keep * bins);
-    keep
+/// Truncates as the reference `embed_ref`: when the mel is not `per_token x
+/// tokens` frames long, the tokens are cut to `mel_frames / per_token`; the mel
+/// is kept whole (an odd last frame stays, and the flow uses every prompt frame,
+/// as the reference does). Returns the frame count.
+pub fn align_prompt(tokens: &mut Vec<i64>, frames: usize, per_token: usize) -> usize {
+    if frames != per_token * tokens.len() {
+        tokens.truncate(frames / per_token);
+    }
+    frames
 }
 
 /// Checks reference samples: sample rate, length (at least
@@ -151,14 +146,12 @@ pub fn build_voice(
     let crop_24k = &wav_24k[..dec_len];
     let crop_16k = audio::resample::resample_sinc(crop_24k, sr24, sr16)?;
     let bins = config.s3gen.mel_bins;
-    let (mut mel, frames) = prompt_mel(host, crop_24k, bins)?;
+    let (mel, frames) = prompt_mel(host, crop_24k, bins)?;
     let mut prompt_tokens = s3_tokens(host, &crop_16k, None)?;
     let x = xvector(host, &crop_16k)?;
     let frames = align_prompt(
         &mut prompt_tokens,
-        &mut mel,
         frames,
-        bins,
         config.s3gen.mel_frames_per_token,
     );
 
@@ -232,12 +225,14 @@ mod tests {
 
     #[test]
     fn align_truncates_like_embed_ref() {
+        // 7 frames, 4 tokens: tokens cut to 7 // 2 = 3, all 7 frames kept.
         let mut tokens = vec![1, 2, 3, 4];
-        let mut mel = vec![0.0; 7 * 2];
-        let f = align_prompt(&mut tokens, &mut mel, 7, 2, 2);
+        assert_eq!(align_prompt(&mut tokens, 7, 2), 7);
         assert_eq!(tokens, vec![1, 2, 3]);
-        assert_eq!(f, 6);
-        assert_eq!(mel.len(), 12);
+        // Already aligned: nothing changes.
+        let mut tokens = vec![1, 2, 3];
+        assert_eq!(align_prompt(&mut tokens, 6, 2), 6);
+        assert_eq!(tokens, vec![1, 2, 3]);
     }
 
     #[test]
