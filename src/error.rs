@@ -116,7 +116,7 @@ pub enum Error {
         /// The underlying error.
         cause: std::io::Error,
     },
-    /// The bundle (or a voice file) is malformed, incomplete or corrupted.
+    /// The bundle is malformed, incomplete or corrupted (a voice file: [`Error::VoiceFile`]).
     #[error("bundle `{}`: {reason}", path.display())]
     Bundle {
         /// The offending file (or the bundle folder).

@@ -80,9 +80,6 @@ fn decode<R: Read>(
     let mut wav = hound::WavReader::new(reader).map_err(|e| header_error(name, e))?;
     let spec = wav.spec();
     let what = format!("`{name}`");
-    if spec.sample_rate == 0 {
-        return Err(Error::invalid_audio(format!("{what}: sample rate is 0")));
-    }
     limits::check_sample_rate(spec.sample_rate, &what)?;
     if spec.sample_format == hound::SampleFormat::Float && spec.bits_per_sample != 32 {
         return Err(Error::invalid_audio(format!(
