@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::audio;
-use crate::bundle::{Bundle, Config, GenerationDefaults, Voice};
+use crate::bundle::{Bundle, Config, Family, GenerationDefaults, S3GenRefView, Voice};
 use crate::conditioning;
 use crate::error::{Error, Result};
 use crate::limits;
@@ -30,6 +30,7 @@ use crate::runtime::{self, RuntimeOptions};
 use crate::s3gen;
 use crate::t3::{self, decode, sampler, T3Dims};
 use crate::text;
+use crate::turbo;
 use crate::watermark;
 
 /// Silence inserted between two text chunks, in seconds.
@@ -88,6 +89,9 @@ pub struct Request {
     pub min_p: f32,
     /// top-p filter, in `(0, 1]` (1 disables it).
     pub top_p: f32,
+    /// top-k filter (Turbo; 0 disables it), at most [`limits::MAX_TOP_K`]. The
+    /// original model has no top-k and ignores it.
+    pub top_k: usize,
     /// Repetition penalty, `> 0` (1 disables it).
     pub repetition_penalty: f32,
     /// Seed of every random draw (token sampling, flow noise, HiFT source).
@@ -115,6 +119,7 @@ impl Default for Request {
             temperature: 0.8,
             min_p: 0.05,
             top_p: 1.0,
+            top_k: 0,
             repetition_penalty: 1.2,
             seed: 0,
             max_new_tokens: 1000,
@@ -135,6 +140,7 @@ impl Request {
             temperature: g.temperature,
             min_p: g.min_p,
             top_p: g.top_p,
+            top_k: g.top_k,
             repetition_penalty: g.repetition_penalty,
             seed: 0,
             max_new_tokens: g.max_new_tokens,
@@ -154,6 +160,7 @@ impl Request {
             ));
         }
         self.sampler_params().validate()?;
+        limits::check_top_k(self.top_k)?;
         if self.max_new_tokens == 0 {
             return Err(Error::invalid_argument(
                 "max_new_tokens",
@@ -267,9 +274,27 @@ pub struct Progress {
 pub struct Engine {
     bundle: Arc<Bundle>,
     host: Host,
-    tokenizer: text::TextTokenizer,
+    tokenizer: Tokenizer,
     default_voice: Voice,
     dims: T3Dims,
+}
+
+/// The text tokenizer of the bundle's family.
+#[derive(Debug)]
+enum Tokenizer {
+    /// The original model's 704-token BPE with `[SPACE]`, start and stop tokens.
+    Original(text::TextTokenizer),
+    /// Turbo's GPT-2 BPE with the paralinguistic tags.
+    Turbo(turbo::text::TurboTokenizer),
+}
+
+impl Tokenizer {
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        match self {
+            Tokenizer::Original(t) => t.count_tokens(text),
+            Tokenizer::Turbo(t) => t.count_tokens(text),
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -297,10 +322,18 @@ impl Engine {
             library_path: opts.onnxruntime.clone(),
             ..RuntimeOptions::default()
         })?;
-        let tokenizer = text::TextTokenizer::from_file(
-            &bundle.tokenizer_path(),
-            bundle.config().text.vocab_size,
-        )?;
+        let text_config = &bundle.config().text;
+        let tokenizer = match bundle.manifest().model.family {
+            Family::Original => Tokenizer::Original(text::TextTokenizer::from_file(
+                &bundle.tokenizer_path(),
+                text_config.vocab_size,
+            )?),
+            Family::Turbo => Tokenizer::Turbo(turbo::text::TurboTokenizer::from_file(
+                &bundle.tokenizer_path(),
+                text_config.vocab_size,
+                &text_config.tags,
+            )?),
+        };
         let default_voice = bundle.default_voice()?;
         default_voice.validate(bundle.config())?;
         let dims = T3Dims::from_config(bundle.config());
@@ -332,6 +365,11 @@ impl Engine {
     /// The T3 sizes of this bundle.
     pub fn t3_dims(&self) -> &T3Dims {
         &self.dims
+    }
+
+    /// The model family of the bundle (`model.family` of its manifest).
+    pub fn family(&self) -> Family {
+        self.bundle.manifest().model.family
     }
 
     /// The bundle's default voice (`voice.safetensors`).
@@ -371,7 +409,13 @@ impl Engine {
     /// NaN or infinite samples and clips shorter than 0.5 s.
     pub fn voice_from_samples(&self, samples: &[f32], sample_rate: u32) -> Result<Voice> {
         let _stage = self.host.stage(Stage::Conditioning)?;
-        conditioning::build_voice(&self.host, self.bundle.config(), samples, sample_rate)
+        conditioning::build_voice(
+            &self.host,
+            self.family(),
+            self.bundle.config(),
+            samples,
+            sample_rate,
+        )
     }
 
     /// The chunks [`Engine::synthesize`] splits `text` into (sentence groups
@@ -382,12 +426,16 @@ impl Engine {
         if text.trim().is_empty() {
             return Err(Error::invalid_text("the text is empty or whitespace only"));
         }
+        // Room for the start/stop tokens (original model) and what `punc_norm` may add.
+        let special = match self.tokenizer {
+            Tokenizer::Original(_) => 2,
+            Tokenizer::Turbo(_) => 0,
+        };
         let limits = text::ChunkLimits {
-            // Room for the start/stop tokens and what `punc_norm` may add.
             max_tokens: self
                 .dims
                 .text_max_positions
-                .saturating_sub(2 + CHUNK_TOKEN_MARGIN)
+                .saturating_sub(special + CHUNK_TOKEN_MARGIN)
                 .max(1),
             ..text::ChunkLimits::default()
         };
@@ -448,10 +496,37 @@ impl Engine {
             ..StageTimings::default()
         };
 
+        if let Tokenizer::Original(_) = &self.tokenizer {
+            if req.top_k > 0 {
+                tracing::warn!("the original model has no top-k; ignoring top_k {}", req.top_k);
+            }
+        }
+        if let Tokenizer::Turbo(tok) = &self.tokenizer {
+            warn_turbo_ignores(req);
+            let unknown = tok.unknown_tags(text);
+            if !unknown.is_empty() {
+                tracing::warn!(
+                    "unknown tag(s) {} are read as plain text; Turbo's tags are {}",
+                    unknown.join(", "),
+                    tok.tags().join(" ")
+                );
+            }
+        }
+
         let t = Instant::now();
         let cond = {
             let _stage = self.host.stage(Stage::Conditioning)?;
-            conditioning::t3_cond(&self.host, &self.dims, voice, req.exaggeration)?
+            match self.family() {
+                Family::Original => {
+                    conditioning::t3_cond(&self.host, &self.dims, voice, req.exaggeration)?
+                }
+                Family::Turbo => {
+                    let speaker: Vec<f32> = voice.speaker_emb.iter().copied().collect();
+                    let prompt: Vec<i64> =
+                        voice.cond_prompt_speech_tokens.iter().copied().collect();
+                    turbo::t3::cond(&self.host, &self.dims, &speaker, &prompt)?
+                }
+            }
         };
         stages.conditioning_s = t.elapsed().as_secs_f64();
 
@@ -516,44 +591,59 @@ impl Engine {
         stages: &mut StageTimings,
         on_token: &mut dyn FnMut(usize) -> bool,
     ) -> Result<Vec<f32>> {
-        let config = self.bundle.config();
         let ids = self.text_ids(chunk)?;
 
         // T3.
         let t = Instant::now();
-        let params = req.sampler_params();
         let sampled = {
             let _stage = self.host.stage(Stage::T3)?;
-            decode::generate(
-                &self.host,
-                &self.dims,
-                cond,
-                &ids,
-                decode::GenerateOptions {
-                    cfg_weight: req.cfg_weight,
-                    max_new_tokens: req.max_new_tokens,
-                },
-                |step| {
-                    // history holds BOS plus the tokens so far.
-                    if step.history.len() <= req.min_new_tokens {
-                        let (cond, uncond) =
-                            suppress_non_speech(step.cond, step.uncond, self.dims.num_codes);
-                        sampler::sample(&cond, uncond.as_deref(), step.history, &params, rng)
-                    } else {
-                        sampler::sample(step.cond, step.uncond, step.history, &params, rng)
-                    }
-                },
-                |i| on_token(i + 1),
-            )?
+            match self.family() {
+                Family::Original => self.original_t3(cond, &ids, req, rng, on_token)?,
+                Family::Turbo => self.turbo_t3(cond, &ids, req, rng, on_token)?,
+            }
         };
         stages.t3_s += t.elapsed().as_secs_f64();
         stages.t3_tokens += sampled.len();
-        let tokens = t3::drop_invalid_tokens(&sampled, &self.dims);
+        let tokens = match self.family() {
+            Family::Original => t3::drop_invalid_tokens(&sampled, &self.dims),
+            Family::Turbo => {
+                let speech = &self.bundle.config().speech;
+                turbo::t3::speech_tokens_for_s3gen(
+                    &sampled,
+                    self.dims.num_codes,
+                    speech.silence_token,
+                    speech.silence_tokens,
+                )
+            }
+        };
         stages.speech_tokens += tokens.len();
         if tokens.is_empty() {
             return Ok(Vec::new());
         }
 
+        self.tokens_to_wav(
+            &tokens,
+            voice.s3gen_reference(),
+            req.flow_steps,
+            req.watermark,
+            rng,
+            stages,
+        )
+    }
+
+    /// Speech tokens (without the prompt) to watermarked audio with S3Gen conditionals
+    /// `voice`: the flow (prompt tokens + `tokens`), HiFT, the trim-fade and, with
+    /// `watermark`, Perth. Shared by text-to-speech and voice conversion.
+    pub(crate) fn tokens_to_wav(
+        &self,
+        tokens: &[i64],
+        voice: S3GenRefView<'_>,
+        flow_steps: usize,
+        watermark: bool,
+        rng: &mut EngineRng,
+        stages: &mut StageTimings,
+    ) -> Result<Vec<f32>> {
+        let config = self.bundle.config();
         // S3Gen flow.
         let t = Instant::now();
         let s3 = &config.s3gen;
@@ -562,7 +652,7 @@ impl Engine {
         let prompt_frames = voice.prompt_feat.shape()[1];
         let xvector: Vec<f32> = voice.embedding.iter().copied().collect();
         let mut all = prompt;
-        all.extend_from_slice(&tokens);
+        all.extend_from_slice(tokens);
         let (mel, frames) = {
             let _stage = self.host.stage(Stage::S3Gen)?;
             let enc = s3gen::flow::encode(&self.host, &all, &xvector)?;
@@ -579,8 +669,7 @@ impl Engine {
                 noise,
                 &prompt_feat,
                 prompt_frames,
-                req.flow_steps,
-                self.bundle.generation().flow_cfg_rate,
+                &s3gen::flow::FlowParams::new(config, self.bundle.generation(), flow_steps),
                 |_| {},
             )?;
             (mel, enc.frames - prompt_frames)
@@ -608,7 +697,7 @@ impl Engine {
         stages.vocoder_s += t.elapsed().as_secs_f64();
 
         // Watermark.
-        if req.watermark {
+        if watermark {
             let t = Instant::now();
             let _stage = self.host.stage(Stage::Watermark)?;
             wav = watermark::apply(&self.host, &wav, s3.sample_rate, config.perth.sample_rate)?;
@@ -622,12 +711,83 @@ impl Engine {
         Ok(wav)
     }
 
-    /// Normalises one chunk (reference `punc_norm`) and tokenizes it with the
-    /// start and stop text tokens around it.
+    /// The original model's T3: CFG pair, learned positions, its sampler chain.
+    fn original_t3(
+        &self,
+        cond: &[f32],
+        ids: &[i64],
+        req: &Request,
+        rng: &mut EngineRng,
+        on_token: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Vec<i64>> {
+        let params = req.sampler_params();
+        decode::generate(
+            &self.host,
+            &self.dims,
+            cond,
+            ids,
+            decode::GenerateOptions {
+                cfg_weight: req.cfg_weight,
+                max_new_tokens: req.max_new_tokens,
+            },
+            |step| {
+                // history holds BOS plus the tokens so far.
+                if step.history.len() <= req.min_new_tokens {
+                    let (cond, uncond) =
+                        suppress_non_speech(step.cond, step.uncond, self.dims.num_codes);
+                    sampler::sample(&cond, uncond.as_deref(), step.history, &params, rng)
+                } else {
+                    sampler::sample(step.cond, step.uncond, step.history, &params, rng)
+                }
+            },
+            |i| on_token(i + 1),
+        )
+    }
+
+    /// Turbo's T3: GPT-2 without CFG, its sampler chain.
+    fn turbo_t3(
+        &self,
+        cond: &[f32],
+        ids: &[i64],
+        req: &Request,
+        rng: &mut EngineRng,
+        on_token: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Vec<i64>> {
+        let params = turbo::sampler::TurboSamplerParams {
+            temperature: req.temperature,
+            top_k: req.top_k,
+            top_p: req.top_p,
+            repetition_penalty: req.repetition_penalty,
+        };
+        let max_positions = self.bundle.config().t3.max_positions.unwrap_or(usize::MAX);
+        turbo::t3::generate(
+            &self.host,
+            &self.dims,
+            max_positions,
+            cond,
+            ids,
+            req.max_new_tokens,
+            |step| {
+                let penalised = turbo::sampler::penalised_ids(step.history);
+                if step.history.len() <= req.min_new_tokens {
+                    let (logits, _) = suppress_non_speech(step.cond, None, self.dims.num_codes);
+                    turbo::sampler::sample(&logits, penalised, &params, rng)
+                } else {
+                    turbo::sampler::sample(step.cond, penalised, &params, rng)
+                }
+            },
+            |i| on_token(i + 1),
+        )
+    }
+
+    /// Normalises one chunk (the family's `punc_norm`) and tokenizes it as the
+    /// reference does (the original model puts start and stop text tokens around
+    /// it; Turbo adds none).
     pub fn text_ids(&self, chunk: &str) -> Result<Vec<i64>> {
-        let ids = self
-            .tokenizer
-            .encode_with_start_stop(&text::punc_norm(chunk))?;
+        let ids = match &self.tokenizer {
+            Tokenizer::Original(t) => t.encode_with_start_stop(&text::punc_norm(chunk))?,
+            Tokenizer::Turbo(t) => t.encode(&turbo::text::punc_norm(chunk))?,
+        };
         if ids.len() > self.dims.text_max_positions {
             return Err(Error::invalid_text(format!(
                 "a text chunk has {} tokens; T3 takes at most {} (start/stop included)",
@@ -636,6 +796,28 @@ impl Engine {
             )));
         }
         Ok(ids)
+    }
+}
+
+/// The reference warns once when Turbo is given options it does not have
+/// ("CFG, min_p and exaggeration are not supported by Turbo version and will be
+/// ignored"); so does the engine.
+fn warn_turbo_ignores(req: &Request) {
+    let mut ignored = Vec::new();
+    if req.cfg_weight > 0.0 {
+        ignored.push(format!("cfg_weight {}", req.cfg_weight));
+    }
+    if req.min_p > 0.0 {
+        ignored.push(format!("min_p {}", req.min_p));
+    }
+    if req.exaggeration > 0.0 {
+        ignored.push(format!("exaggeration {}", req.exaggeration));
+    }
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "Turbo has no CFG, min_p or exaggeration; ignoring {}",
+            ignored.join(", ")
+        );
     }
 }
 

@@ -17,8 +17,9 @@ pub mod s3gen;
 pub mod stats;
 pub mod t3;
 pub mod text;
+pub mod turbo;
 pub mod watermark;
 
-pub use bundle::Voice;
+pub use bundle::{Family, Voice};
 pub use engine::{Audio, Engine, EngineOptions, Progress, Provider, Request, StageTimings};
 pub use error::{Error, ErrorKind, Result};

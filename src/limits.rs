@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `threads` | 1 ..= 4 x the machine's logical CPUs (at most 1024) | ONNX Runtime starts that many threads per session; more than the CPUs only adds contention |
 //! | `flow_steps` | 1 ..= [`MAX_FLOW_STEPS`] | the reference runs 10 (2 for Turbo); each step is a full estimator call |
+//! | `top_k` | 0 ..= [`MAX_TOP_K`] | Turbo's reference uses 1000 of 6563 speech tokens; 0 disables it |
 //! | `max_new_tokens` | 1 ..= T3's learned speech positions and S3Gen's token limit (from the manifest) | the model cannot go further |
 //! | text | at most [`MAX_TEXT_BYTES`] (128 KiB) of UTF-8 | bounds the output buffer (about 2.5 hours of audio, 0.9 GB as f32) |
 //! | voice clip | [`crate::conditioning::MIN_VOICE_SECONDS`] ..= [`MAX_VOICE_SECONDS`] | the reference uses 10 s; longer clips only cost memory |
@@ -79,6 +80,15 @@ pub fn check_threads(threads: Option<usize>) -> Result<()> {
 /// Checks a flow step count.
 pub fn check_flow_steps(steps: usize) -> Result<()> {
     check_range("flow_steps", steps, 1, MAX_FLOW_STEPS)
+}
+
+/// Largest `top_k` accepted: above any speech vocabulary (Turbo's is 6563), so
+/// every larger value means "no top-k" and is refused as a likely mistake.
+pub const MAX_TOP_K: usize = 1 << 20;
+
+/// Checks a top-k value (0 disables the filter).
+pub fn check_top_k(top_k: usize) -> Result<()> {
+    check_range("top_k", top_k, 0, MAX_TOP_K)
 }
 
 /// Checks that `value` of parameter `name` lies in `min..=max`.

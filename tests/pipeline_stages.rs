@@ -256,8 +256,7 @@ fn flow_matches_golden() {
         g.f32("flow_noise").to_vec(),
         &prompt_feat,
         prompt_frames,
-        steps,
-        e.bundle().generation().flow_cfg_rate,
+        &flow::FlowParams::new(e.bundle().config(), e.bundle().generation(), steps),
         |_| {},
     )
     .unwrap();

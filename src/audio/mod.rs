@@ -1,8 +1,9 @@
 //! Audio plumbing around the graphs: WAV input/output ([`wav`]), resampling
-//! ([`mod@resample`]), librosa-compatible silence trimming ([`mod@trim`]) and fades
-//! ([`fade`]).
+//! ([`mod@resample`]), librosa-compatible silence trimming ([`mod@trim`]), fades
+//! ([`fade`]) and BS.1770 loudness ([`loudness`]).
 
 pub mod fade;
+pub mod loudness;
 pub mod resample;
 pub mod trim;
 pub mod wav;

@@ -96,6 +96,9 @@ struct SayArgs {
     /// top-p filter, in (0, 1].
     #[arg(long, allow_hyphen_values = true)]
     top_p: Option<f32>,
+    /// top-k filter (Turbo; 0 disables it; the original model has none).
+    #[arg(long, allow_negative_numbers = true)]
+    top_k: Option<usize>,
     /// Repetition penalty (> 0).
     #[arg(long, allow_hyphen_values = true)]
     repetition_penalty: Option<f32>,
@@ -256,6 +259,9 @@ fn request(defaults: &GenerationDefaults, args: &SayArgs) -> Request {
     }
     if let Some(v) = args.top_p {
         r.top_p = v;
+    }
+    if let Some(v) = args.top_k {
+        r.top_k = v;
     }
     if let Some(v) = args.repetition_penalty {
         r.repetition_penalty = v;
@@ -418,6 +424,11 @@ fn info(args: EngineArgs) -> Result<()> {
     let m = bundle.manifest();
     println!("bundle      {}", dir.display());
     println!("model       {} (config {})", m.model.id, m.model.config);
+    println!(
+        "family      {} (reference {})",
+        m.model.family,
+        m.model.family.reference()
+    );
     println!("origin      {}", m.model.origin);
     println!("components:");
     let mut total = 0u64;

@@ -40,11 +40,50 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
+/// Which Chatterbox model a bundle holds (`model.family`; absent means
+/// [`Family::Original`], the bundles made before Turbo existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// `ChatterboxTTS`: Llama T3 with CFG, 10-step CFG flow (`chatterbox/tts.py`).
+    #[default]
+    Original,
+    /// `ChatterboxTurboTTS`: GPT-2 T3 without CFG, 2-step meanflow (`chatterbox/tts_turbo.py`).
+    Turbo,
+}
+
+impl Family {
+    /// The manifest spelling (`original`, `turbo`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Original => "original",
+            Family::Turbo => "turbo",
+        }
+    }
+
+    /// The reference class this family reproduces.
+    pub fn reference(self) -> &'static str {
+        match self {
+            Family::Original => "ChatterboxTTS",
+            Family::Turbo => "ChatterboxTurboTTS",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `model` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// Model id, e.g. `chatterbox-tiny-random`.
     pub id: String,
+    /// The model family (absent: original).
+    #[serde(default)]
+    pub family: Family,
     /// Config name (`tiny`, `full`).
     pub config: String,
     /// Where the weights came from (informational).
@@ -71,6 +110,34 @@ pub struct Config {
     pub s3gen: S3GenConfig,
     /// Perth watermarker.
     pub perth: PerthConfig,
+    /// Reference-clip rules (absent: the original model's).
+    #[serde(default)]
+    pub voice: VoiceConfig,
+}
+
+/// `config.voice`: what a reference clip must be and how it is prepared.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VoiceConfig {
+    /// Shortest clip accepted, in seconds (Turbo: a clip must be *longer* than this).
+    #[serde(default = "default_min_voice_seconds")]
+    pub min_seconds: f64,
+    /// Integrated loudness (ITU-R BS.1770, LUFS) the 24 kHz clip is normalised to before
+    /// anything else; absent: no normalisation.
+    #[serde(default)]
+    pub loudness_lufs: Option<f64>,
+}
+
+fn default_min_voice_seconds() -> f64 {
+    0.5
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        VoiceConfig {
+            min_seconds: default_min_voice_seconds(),
+            loudness_lufs: None,
+        }
+    }
 }
 
 /// `config.text`.
@@ -78,16 +145,26 @@ pub struct Config {
 pub struct TextConfig {
     /// Text vocabulary size.
     pub vocab_size: usize,
-    /// Start-of-text token id.
-    pub start_token: i64,
-    /// End-of-text token id.
-    pub stop_token: i64,
-    /// Space token id.
-    pub space_token: i64,
-    /// Unknown token id.
-    pub unk_token: i64,
+    /// Start-of-text token id (original family; Turbo adds none).
+    #[serde(default)]
+    pub start_token: Option<i64>,
+    /// End-of-text token id (original family).
+    #[serde(default)]
+    pub stop_token: Option<i64>,
+    /// Space token id (original family).
+    #[serde(default)]
+    pub space_token: Option<i64>,
+    /// Unknown token id (original family).
+    #[serde(default)]
+    pub unk_token: Option<i64>,
     /// Maximum number of text positions.
     pub max_positions: usize,
+    /// Tokenizer kind (`gpt2-bpe` for Turbo; absent for the original's).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// Paralinguistic tags the tokenizer holds as added tokens (Turbo), in id order.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// `config.speech`.
@@ -105,6 +182,12 @@ pub struct SpeechConfig {
     pub max_positions: usize,
     /// Speech tokens per second.
     pub token_rate_hz: u32,
+    /// Token appended after the generated ones before S3Gen (Turbo: `S3GEN_SIL`).
+    #[serde(default)]
+    pub silence_token: Option<i64>,
+    /// How many [`SpeechConfig::silence_token`]s are appended (Turbo: 3).
+    #[serde(default)]
+    pub silence_tokens: usize,
 }
 
 /// `config.t3`.
@@ -128,6 +211,10 @@ pub struct T3Config {
     pub prompt_max_tokens: usize,
     /// Prompt crop length in seconds.
     pub prompt_seconds: f64,
+    /// Positions of the backbone's own position table, cond + text + speech together
+    /// (Turbo's GPT-2: 8196); absent when positions are the learned text/speech tables.
+    #[serde(default)]
+    pub max_positions: Option<usize>,
 }
 
 /// `config.voice_encoder`.
@@ -180,6 +267,9 @@ pub struct S3GenConfig {
     pub fade_zeros_seconds: f64,
     /// Raised-cosine fade-in length, seconds.
     pub fade_in_seconds: f64,
+    /// The flow estimator is a meanflow model with an `r` (end time) input (Turbo).
+    #[serde(default)]
+    pub meanflow: bool,
 }
 
 /// `config.perth`.
@@ -204,12 +294,29 @@ pub struct GenerationDefaults {
     pub top_p: f32,
     /// Repetition penalty.
     pub repetition_penalty: f32,
+    /// top-k filter (Turbo: 1000); absent or 0: off.
+    #[serde(default)]
+    pub top_k: usize,
     /// Euler steps of flow matching.
     pub flow_steps: usize,
-    /// CFG rate of flow matching.
+    /// CFG rate of flow matching (0: no unconditional batch row).
     pub flow_cfg_rate: f32,
+    /// Time schedule of the Euler steps (absent: cosine).
+    #[serde(default)]
+    pub flow_schedule: FlowSchedule,
     /// Maximum new speech tokens.
     pub max_new_tokens: usize,
+}
+
+/// The time points of the flow's Euler steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowSchedule {
+    /// `t = 1 - cos(s * pi / 2)` (the original model).
+    #[default]
+    Cosine,
+    /// `t = s` (Turbo's meanflow).
+    Linear,
 }
 
 /// A file of the bundle with its expected size and digest.
@@ -503,13 +610,20 @@ impl Manifest {
         const WIDTH: usize = 1 << 16;
         const POSITIONS: usize = 1 << 16;
         count("config.text.vocab_size", c.text.vocab_size, VOCAB)?;
+        let family = self.model.family;
         for (n, v) in [
             ("config.text.start_token", c.text.start_token),
             ("config.text.stop_token", c.text.stop_token),
             ("config.text.space_token", c.text.space_token),
             ("config.text.unk_token", c.text.unk_token),
         ] {
-            token(n, v, c.text.vocab_size)?;
+            match v {
+                Some(v) => token(n, v, c.text.vocab_size)?,
+                None if family == Family::Original => {
+                    return Err(format!("`{n}` is missing (the original model needs it)"))
+                }
+                None => {}
+            }
         }
         count("config.text.max_positions", c.text.max_positions, POSITIONS)?;
         count("config.speech.vocab_size", c.speech.vocab_size, VOCAB)?;
@@ -606,6 +720,38 @@ impl Manifest {
         )?;
         seconds("config.s3gen.fade_in_seconds", g.fade_in_seconds, 0.0, 10.0)?;
         rate("config.perth.sample_rate", c.perth.sample_rate)?;
+        seconds(
+            "config.voice.min_seconds",
+            c.voice.min_seconds,
+            0.1,
+            60.0,
+        )?;
+        if let Some(l) = c.voice.loudness_lufs {
+            seconds("config.voice.loudness_lufs", l, -70.0, 0.0)?;
+        }
+        if let Some(t) = c.speech.silence_token {
+            token("config.speech.silence_token", t, c.speech.num_codes.max(0) as usize)?;
+        }
+        if c.speech.silence_tokens > 64 {
+            return Err(format!(
+                "`config.speech.silence_tokens` is {}; expected 0..=64",
+                c.speech.silence_tokens
+            ));
+        }
+        if c.speech.silence_tokens > 0 && c.speech.silence_token.is_none() {
+            return Err("`config.speech.silence_tokens` is set but `silence_token` is missing".into());
+        }
+        if let Some(p) = c.t3.max_positions {
+            count("config.t3.max_positions", p, POSITIONS)?;
+        }
+        if family == Family::Turbo {
+            if c.t3.max_positions.is_none() {
+                return Err("`config.t3.max_positions` is missing (a Turbo bundle needs it)".into());
+            }
+            if !c.s3gen.meanflow {
+                return Err("`config.s3gen.meanflow` must be true in a Turbo bundle".into());
+            }
+        }
 
         let gen = &self.generation;
         let request = crate::engine::Request::from_generation(gen);
@@ -762,6 +908,17 @@ impl Manifest {
             "config.s3gen.mel_bins",
         )?;
         dim("hift", "mel", 1, c.s3gen.mel_bins, "config.s3gen.mel_bins")?;
+        let has_r = self
+            .components
+            .get("flow_estimator")
+            .is_some_and(|e| e.input("r").is_some());
+        if has_r != c.s3gen.meanflow {
+            return Err(format!(
+                "`config.s3gen.meanflow` is {} but `flow_estimator` {} an `r` input",
+                c.s3gen.meanflow,
+                if has_r { "has" } else { "lacks" }
+            ));
+        }
         dim(
             "hift",
             "phase_init",

@@ -18,9 +18,10 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 pub use manifest::{
-    ComponentSpec, Config, DType, Dim, FileEntry, GenerationDefaults, Manifest, TensorSpec,
+    ComponentSpec, Config, DType, Dim, Family, FileEntry, FlowSchedule, GenerationDefaults,
+    Manifest, TensorSpec, VoiceConfig,
 };
-pub use voice::Voice;
+pub use voice::{S3GenRefView, Voice};
 
 use crate::error::{Error, Result};
 

@@ -37,7 +37,28 @@ pub struct Voice {
     pub embedding: Array2<f32>,
 }
 
+/// A borrowed view of S3Gen's conditionals (the reference `gen` dict): what the flow
+/// needs of a voice, for text-to-speech and voice conversion alike.
+#[derive(Debug, Clone, Copy)]
+pub struct S3GenRefView<'a> {
+    /// Prompt speech tokens `[1, N]`.
+    pub prompt_token: &'a Array2<i64>,
+    /// Prompt mel `[1, frames, bins]`.
+    pub prompt_feat: &'a Array3<f32>,
+    /// CAM++ x-vector `[1, 192]`.
+    pub embedding: &'a Array2<f32>,
+}
+
 impl Voice {
+    /// S3Gen's part of this voice.
+    pub fn s3gen_reference(&self) -> S3GenRefView<'_> {
+        S3GenRefView {
+            prompt_token: &self.prompt_token,
+            prompt_feat: &self.prompt_feat,
+            embedding: &self.embedding,
+        }
+    }
+
     /// Reads a voice file, checking format metadata, tensor names, dtypes and shapes.
     pub fn load(path: &Path) -> Result<Voice> {
         let bytes = limits::read_capped(path, limits::MAX_VOICE_FILE_BYTES, "a voice file")?;

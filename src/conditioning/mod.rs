@@ -13,6 +13,11 @@
 //! 4. VoiceEncoder on the whole 16 kHz clip after silence trimming
 //!    (top_db 20) [`VoiceEncoder.embeds_from_wavs`].
 //!
+//! Turbo (`ChatterboxTurboTTS.prepare_conditionals`) differs only by the bundle's
+//! numbers and one step: the clip must be longer than 5 s, the 24 kHz clip is
+//! loudness-normalised to -27 LUFS before step 1's 16 kHz copy, and the T3 prompt is
+//! the first 15 s (at most 375 tokens).
+//!
 //! Each resampling uses the reference's algorithm ([`audio::resample`]: libsoxr
 //! at librosa's settings; [`audio::resample::resample_sinc`]: torchaudio's
 //! kernel), so a voice built here is the reference's voice: on the tiny bundle's
@@ -22,7 +27,7 @@
 use ndarray::{Array2, Array3};
 
 use crate::audio;
-use crate::bundle::{Config, Voice};
+use crate::bundle::{Config, Family, Voice};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::residency::{Component, Host};
@@ -127,21 +132,100 @@ pub fn check_reference(samples: &[f32], sample_rate: u32) -> Result<()> {
     )
 }
 
-/// Builds a voice from mono samples at any rate (see the module docs).
+/// Checks a reference clip against the family's rule: the original model takes
+/// any clip of at least [`MIN_VOICE_SECONDS`]; Turbo asserts that the clip is
+/// *longer* than `config.voice.min_seconds` (5 s).
+pub fn check_reference_for(
+    family: Family,
+    config: &Config,
+    samples: &[f32],
+    sample_rate: u32,
+) -> Result<()> {
+    check_reference(samples, sample_rate)?;
+    if family == Family::Turbo {
+        let seconds = samples.len() as f64 / f64::from(sample_rate);
+        let min = config.voice.min_seconds;
+        if seconds <= min {
+            return Err(Error::invalid_audio(format!(
+                "the reference clip is {seconds:.2} s long; Turbo needs a clip longer than {min} s"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Builds a voice from mono samples at any rate (see the module docs). A bundle
+/// with `config.voice.loudness_lufs` (Turbo) first normalises the 24 kHz clip to that
+/// integrated loudness, as the reference's `norm_loudness` does.
 pub fn build_voice(
     host: &Host,
+    family: Family,
     config: &Config,
     samples: &[f32],
     sample_rate: u32,
 ) -> Result<Voice> {
-    check_reference(samples, sample_rate)?;
+    check_reference_for(family, config, samples, sample_rate)?;
     let sr24 = config.s3gen.sample_rate;
     let sr16 = config.s3_tokenizer.sample_rate;
-    let wav_24k = audio::resample(samples, sample_rate, sr24)?;
+    let mut wav_24k = audio::resample(samples, sample_rate, sr24)?;
+    if let Some(target) = config.voice.loudness_lufs {
+        audio::loudness::normalise(&mut wav_24k, sr24, target, "the reference clip")?;
+    }
     let wav_16k = audio::resample(&wav_24k, sr24, sr16)?;
+    let gen = s3gen_reference(host, config, &wav_24k)?;
 
-    // S3Gen reference: the first 10 s at 24 kHz, and that crop resampled to 16 kHz with
-    // torchaudio's sinc resampler (`S3Gen.embed_ref`), not librosa's.
+    // T3 prompt: the first 6 s of the whole 16 kHz clip.
+    let enc_len = ((config.t3.prompt_seconds * f64::from(sr16)) as usize).min(wav_16k.len());
+    let t3_tokens = s3_tokens(host, &wav_16k[..enc_len], Some(config.t3.prompt_max_tokens))?;
+
+    // VoiceEncoder on the whole clip, silence-trimmed.
+    let trimmed = audio::trim::trim(&wav_16k, config.voice_encoder.trim_top_db as f32);
+    let speaker = voice_encoder_embedding(host, trimmed)?;
+
+    let t3n = t3_tokens.len();
+    let voice = Voice {
+        speaker_emb: Array2::from_shape_vec((1, speaker.len()), speaker)
+            .map_err(|e| Error::internal(e.to_string()))?,
+        cond_prompt_speech_tokens: Array2::from_shape_vec((1, t3n), t3_tokens)
+            .map_err(|e| Error::internal(e.to_string()))?,
+        prompt_token: gen.prompt_token,
+        prompt_feat: gen.prompt_feat,
+        embedding: gen.embedding,
+    };
+    voice.validate(config)?;
+    Ok(voice)
+}
+
+/// S3Gen's conditionals of a voice (reference `S3Gen.embed_ref`, the `gen` dict).
+#[derive(Debug, Clone)]
+pub struct S3GenReference {
+    /// Prompt speech tokens `[1, N]`.
+    pub prompt_token: Array2<i64>,
+    /// Prompt mel `[1, frames, bins]` (frames = 2N or 2N + 1).
+    pub prompt_feat: Array3<f32>,
+    /// CAM++ x-vector `[1, 192]`.
+    pub embedding: Array2<f32>,
+}
+
+impl S3GenReference {
+    /// A borrowed view, as [`Voice::s3gen_reference`] gives one.
+    pub fn view(&self) -> crate::bundle::voice::S3GenRefView<'_> {
+        crate::bundle::voice::S3GenRefView {
+            prompt_token: &self.prompt_token,
+            prompt_feat: &self.prompt_feat,
+            embedding: &self.embedding,
+        }
+    }
+}
+
+/// S3Gen's conditionals from a whole 24 kHz clip (reference `S3Gen.embed_ref` on
+/// `wav_24k[:prompt_seconds]`, as `prepare_conditionals` and `ChatterboxVC.set_target_voice`
+/// call it): the prompt mel of the crop; that crop resampled to 16 kHz with torchaudio's
+/// sinc resampler (not librosa's) gives the S3 tokens and the CAM++ x-vector; tokens are
+/// truncated to `mel_frames / 2`.
+pub fn s3gen_reference(host: &Host, config: &Config, wav_24k: &[f32]) -> Result<S3GenReference> {
+    let sr24 = config.s3gen.sample_rate;
+    let sr16 = config.s3_tokenizer.sample_rate;
     let dec_len = ((config.s3gen.prompt_seconds * f64::from(sr24)) as usize).min(wav_24k.len());
     let crop_24k = &wav_24k[..dec_len];
     let crop_16k = audio::resample::resample_sinc(crop_24k, sr24, sr16)?;
@@ -154,31 +238,15 @@ pub fn build_voice(
         frames,
         config.s3gen.mel_frames_per_token,
     );
-
-    // T3 prompt: the first 6 s of the whole 16 kHz clip.
-    let enc_len = ((config.t3.prompt_seconds * f64::from(sr16)) as usize).min(wav_16k.len());
-    let t3_tokens = s3_tokens(host, &wav_16k[..enc_len], Some(config.t3.prompt_max_tokens))?;
-
-    // VoiceEncoder on the whole clip, silence-trimmed.
-    let trimmed = audio::trim::trim(&wav_16k, config.voice_encoder.trim_top_db as f32);
-    let speaker = voice_encoder_embedding(host, trimmed)?;
-
     let n = prompt_tokens.len();
-    let t3n = t3_tokens.len();
-    let voice = Voice {
-        speaker_emb: Array2::from_shape_vec((1, speaker.len()), speaker)
-            .map_err(|e| Error::internal(e.to_string()))?,
-        cond_prompt_speech_tokens: Array2::from_shape_vec((1, t3n), t3_tokens)
-            .map_err(|e| Error::internal(e.to_string()))?,
+    Ok(S3GenReference {
         prompt_token: Array2::from_shape_vec((1, n), prompt_tokens)
             .map_err(|e| Error::internal(e.to_string()))?,
         prompt_feat: Array3::from_shape_vec((1, frames, bins), mel)
             .map_err(|e| Error::internal(e.to_string()))?,
         embedding: Array2::from_shape_vec((1, x.len()), x)
             .map_err(|e| Error::internal(e.to_string()))?,
-    };
-    voice.validate(config)?;
-    Ok(voice)
+    })
 }
 
 /// The T3 conditioning `[cond_len, D]` for `voice` at `exaggeration` (graph

@@ -104,10 +104,15 @@ pub struct CbxRequest {
     pub flow_steps: u32,
     /// Non-zero: embed the Perth watermark.
     pub watermark: i32,
+    /// top-k filter (Turbo; 0 disables it; the original model ignores it),
+    /// <= 1048576. Appended after the first version: a caller built against an older header gets
+    /// the bundle's default.
+    pub top_k: u32,
 }
 
 impl Versioned for CbxRequest {
-    const MIN_SIZE: usize = size_of::<CbxRequest>();
+    // The first published version ended with `watermark`.
+    const MIN_SIZE: usize = std::mem::offset_of!(CbxRequest, watermark) + size_of::<i32>();
     const NAME: &'static str = "CbxRequest";
 }
 
@@ -126,6 +131,7 @@ impl CbxRequest {
             min_new_tokens: u32::try_from(request.min_new_tokens).unwrap_or(u32::MAX),
             flow_steps: u32::try_from(request.flow_steps).unwrap_or(u32::MAX),
             watermark: i32::from(request.watermark),
+            top_k: u32::try_from(request.top_k).unwrap_or(u32::MAX),
         }
     }
 
@@ -142,6 +148,7 @@ impl CbxRequest {
             min_new_tokens: self.min_new_tokens as usize,
             flow_steps: self.flow_steps as usize,
             watermark: self.watermark != 0,
+            top_k: self.top_k as usize,
         }
     }
 }

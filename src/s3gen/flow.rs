@@ -1,7 +1,10 @@
-//! S3Gen token-to-mel: the flow encoder, then the Euler flow-matching loop with
-//! classifier-free guidance (reference `CausalMaskedDiffWithXvec.inference` and
-//! `CausalConditionalCFM.solve_euler`).
+//! S3Gen token-to-mel: the flow encoder, then the Euler flow-matching loop
+//! (reference `CausalMaskedDiffWithXvec.inference`; `CausalConditionalCFM.solve_euler`
+//! for the original model: cosine schedule, CFG as a batch of two;
+//! `CausalConditionalCFM.basic_euler` for Turbo's meanflow: linear schedule, no CFG,
+//! the step's end time `r` given to the estimator).
 
+use crate::bundle::{Config, FlowSchedule, GenerationDefaults};
 use crate::error::{Error, Result};
 use crate::residency::{Component, Host};
 use crate::rng::EngineRng;
@@ -23,6 +26,42 @@ pub fn cosine_t_span(steps: usize) -> Vec<f32> {
             1.0 - (s * 0.5 * std::f32::consts::PI).cos()
         })
         .collect()
+}
+
+/// The time points `t_0 = 0 < ... < t_steps = 1` of `schedule`.
+pub fn t_span(schedule: FlowSchedule, steps: usize) -> Vec<f32> {
+    match schedule {
+        FlowSchedule::Cosine => cosine_t_span(steps),
+        // torch.linspace(0, 1, steps + 1) in f32.
+        FlowSchedule::Linear => (0..=steps)
+            .map(|k| if steps == 0 { 0.0 } else { k as f32 / steps as f32 })
+            .collect(),
+    }
+}
+
+/// How the Euler loop runs, from the bundle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlowParams {
+    /// Number of Euler steps.
+    pub steps: usize,
+    /// CFG rate; 0 runs the conditional row alone (batch 1).
+    pub cfg_rate: f32,
+    /// Time schedule.
+    pub schedule: FlowSchedule,
+    /// The estimator takes the step's end time `r` (meanflow).
+    pub meanflow: bool,
+}
+
+impl FlowParams {
+    /// The bundle's flow with `steps` Euler steps.
+    pub fn new(config: &Config, generation: &GenerationDefaults, steps: usize) -> FlowParams {
+        FlowParams {
+            steps,
+            cfg_rate: generation.flow_cfg_rate,
+            schedule: generation.flow_schedule,
+            meanflow: config.s3gen.meanflow,
+        }
+    }
 }
 
 /// Output of the flow encoder for the prompt tokens followed by the new tokens.
@@ -78,20 +117,18 @@ pub fn draw_noise(rng: &mut EngineRng, frames: usize) -> Vec<f32> {
     rng.normal_vec(MEL_BINS * frames)
 }
 
-/// The Euler loop with CFG, as the reference `solve_euler`.
+/// The Euler loop, as the reference `solve_euler` (CFG) or `basic_euler` (meanflow).
 ///
 /// `mu` and `noise` are [80, frames]; `prompt_feat` is the prompt mel
 /// [prompt_frames, 80] (frame-major, as stored in a voice). Returns the mel of
 /// the frames after the prompt, [80, frames - prompt_frames].
-#[allow(clippy::too_many_arguments)]
 pub fn solve_euler(
     host: &Host,
     enc: &FlowEncoded,
     noise: Vec<f32>,
     prompt_feat: &[f32],
     prompt_frames: usize,
-    steps: usize,
-    cfg_rate: f32,
+    params: &FlowParams,
     mut on_step: impl FnMut(usize),
 ) -> Result<Vec<f32>> {
     let frames = enc.frames;
@@ -114,61 +151,71 @@ pub fn solve_euler(
             cond[c * frames + f] = prompt_feat[f * MEL_BINS + c];
         }
     }
-    // Batch-2 inputs that do not change across steps: [mu, 0], [spks, 0], [cond, 0], mask ones.
-    let mut mu_in = Vec::with_capacity(2 * plane);
-    mu_in.extend_from_slice(&enc.mu);
-    mu_in.resize(2 * plane, 0.0);
-    let mut spks_in = Vec::with_capacity(2 * MEL_BINS);
-    spks_in.extend_from_slice(&enc.spks);
-    spks_in.resize(2 * MEL_BINS, 0.0);
+    // With CFG the batch is [conditional, unconditional]: the second row has mu, spks and
+    // cond zeroed. Inputs that do not change across steps are built once.
+    let cfg = params.cfg_rate != 0.0;
+    let batch = if cfg { 2 } else { 1 };
+    let mut mu_in = enc.mu.clone();
+    mu_in.resize(batch * plane, 0.0);
+    let mut spks_in = enc.spks.clone();
+    spks_in.resize(batch * MEL_BINS, 0.0);
     let mut cond_in = cond;
-    cond_in.resize(2 * plane, 0.0);
-    let mask_in = vec![1f32; 2 * frames];
+    cond_in.resize(batch * plane, 0.0);
+    let mask_in = vec![1f32; batch * frames];
 
-    let t_span = cosine_t_span(steps);
+    let t_span = t_span(params.schedule, params.steps);
     let mut x = noise;
     for (step, w) in t_span.windows(2).enumerate() {
         let (t, r) = (w[0], w[1]);
-        let mut x_in = Vec::with_capacity(2 * plane);
-        x_in.extend_from_slice(&x);
-        x_in.extend_from_slice(&x);
-        let mut out = host.run(
-            Component::FlowEstimator,
-            vec![
-                ("x", Value::from_f32(&[2, MEL_BINS, frames], x_in)?),
-                ("mask", Value::from_f32(&[2, 1, frames], mask_in.clone())?),
-                (
-                    "mu",
-                    Value::from_f32(&[2, MEL_BINS, frames], mu_in.clone())?,
-                ),
-                ("t", Value::from_f32(&[2], vec![t, t])?),
-                ("spks", Value::from_f32(&[2, MEL_BINS], spks_in.clone())?),
-                (
-                    "cond",
-                    Value::from_f32(&[2, MEL_BINS, frames], cond_in.clone())?,
-                ),
-            ],
-        )?;
+        let mut x_in = Vec::with_capacity(batch * plane);
+        for _ in 0..batch {
+            x_in.extend_from_slice(&x);
+        }
+        let mut inputs = vec![
+            ("x", Value::from_f32(&[batch, MEL_BINS, frames], x_in)?),
+            ("mask", Value::from_f32(&[batch, 1, frames], mask_in.clone())?),
+            (
+                "mu",
+                Value::from_f32(&[batch, MEL_BINS, frames], mu_in.clone())?,
+            ),
+            ("t", Value::from_f32(&[batch], vec![t; batch])?),
+            ("spks", Value::from_f32(&[batch, MEL_BINS], spks_in.clone())?),
+            (
+                "cond",
+                Value::from_f32(&[batch, MEL_BINS, frames], cond_in.clone())?,
+            ),
+        ];
+        if params.meanflow {
+            inputs.push(("r", Value::from_f32(&[batch], vec![r; batch])?));
+        }
+        let mut out = host.run(Component::FlowEstimator, inputs)?;
         let v = out.take("velocity")?;
         let v = v.view_f32()?;
         let v = v
             .as_slice()
             .ok_or_else(|| Error::internal("velocity is not contiguous"))?;
-        if v.len() != 2 * plane {
+        if v.len() != batch * plane {
             return Err(Error::model_mismatch(
                 "flow_estimator",
                 format!(
                     "output `velocity` has {} values, expected {}",
                     v.len(),
-                    2 * plane
+                    batch * plane
                 ),
             ));
         }
-        let (vc, vu) = v.split_at(plane);
         let dt = r - t;
-        for i in 0..plane {
-            let vel = (1.0 + cfg_rate) * vc[i] - cfg_rate * vu[i];
-            x[i] += dt * vel;
+        if cfg {
+            let (vc, vu) = v.split_at(plane);
+            let rate = params.cfg_rate;
+            for i in 0..plane {
+                let vel = (1.0 + rate) * vc[i] - rate * vu[i];
+                x[i] += dt * vel;
+            }
+        } else {
+            for (xi, vi) in x.iter_mut().zip(v) {
+                *xi += dt * vi;
+            }
         }
         on_step(step);
     }
@@ -192,5 +239,11 @@ mod tests {
         assert_eq!(t[0], 0.0);
         assert!((t[10] - 1.0).abs() < 1e-6);
         assert!(t.windows(2).all(|w| w[1] > w[0]));
+    }
+
+    #[test]
+    fn linear_schedule_is_linspace() {
+        assert_eq!(t_span(FlowSchedule::Linear, 2), vec![0.0, 0.5, 1.0]);
+        assert_eq!(t_span(FlowSchedule::Cosine, 3), cosine_t_span(3));
     }
 }

@@ -176,8 +176,8 @@ pub fn generate(
     cond: &[f32],
     text_ids: &[i64],
     opts: GenerateOptions,
-    mut pick: impl FnMut(StepLogits<'_>) -> Result<i64>,
-    mut on_token: impl FnMut(usize) -> bool,
+    pick: impl FnMut(StepLogits<'_>) -> Result<i64>,
+    on_token: impl FnMut(usize) -> bool,
 ) -> Result<Vec<i64>> {
     check_limits(dims, opts.max_new_tokens)?;
     if cond.len() != dims.cond_len * dims.hidden {
@@ -190,12 +190,45 @@ pub fn generate(
     let seq = dims.cond_len + text.len + 2;
     let x = prefill_embeds(cond, &text, &bos, cfg);
     drop(text);
-
     let mut dec = KvDecoder::new(host, dims, batch)?;
-    let mut logits = dec.forward(x, seq)?;
-    let mut history = Vec::with_capacity(opts.max_new_tokens + 1);
-    history.push(dims.speech_start);
-    for i in 0..opts.max_new_tokens {
+    let logits = dec.forward(x, seq)?;
+    decode_loop(
+        &mut dec,
+        logits,
+        opts.max_new_tokens,
+        |token, i| {
+            let emb = speech_embeds(host, dims, &[token], &[i as i64 + 1])?;
+            let mut x = Vec::with_capacity(batch * emb.len());
+            for _ in 0..batch {
+                x.extend_from_slice(&emb);
+            }
+            Ok(x)
+        },
+        pick,
+        on_token,
+    )
+}
+
+/// The sampling loop both T3 families share, after the prefill gave `logits`:
+/// `pick` draws token `i` from the last-position logits (its `history` holds
+/// the start-of-speech token, then the tokens so far); the loop ends at the
+/// stop token or after `max_new_tokens` tokens; otherwise `embed(token, i)`
+/// gives the next step's input embeds `[B, 1, D]` and the decoder runs one
+/// step. `on_token(i)` returning `false` cancels. Returns the sampled tokens
+/// (the stop token included when it was drawn).
+pub fn decode_loop(
+    dec: &mut KvDecoder<'_>,
+    mut logits: Value,
+    max_new_tokens: usize,
+    mut embed: impl FnMut(i64, usize) -> Result<Vec<f32>>,
+    mut pick: impl FnMut(StepLogits<'_>) -> Result<i64>,
+    mut on_token: impl FnMut(usize) -> bool,
+) -> Result<Vec<i64>> {
+    let start = dec.dims.speech_start;
+    let stop = dec.dims.speech_stop;
+    let mut history = Vec::with_capacity(max_new_tokens + 1);
+    history.push(start);
+    for i in 0..max_new_tokens {
         let rows = last_logits(&logits)?;
         drop(logits);
         let token = pick(StepLogits {
@@ -204,7 +237,7 @@ pub fn generate(
             history: &history,
         })?;
         history.push(token);
-        if token == dims.speech_stop {
+        if token == stop {
             break;
         }
         if !on_token(i) {
@@ -212,14 +245,10 @@ pub fn generate(
                 "speech token generation stopped by the caller",
             ));
         }
-        if i + 1 == opts.max_new_tokens {
+        if i + 1 == max_new_tokens {
             break;
         }
-        let emb = speech_embeds(host, dims, &[token], &[i as i64 + 1])?;
-        let mut x = Vec::with_capacity(batch * emb.len());
-        for _ in 0..batch {
-            x.extend_from_slice(&emb);
-        }
+        let x = embed(token, i)?;
         logits = dec.forward(x, 1)?;
     }
     history.remove(0);

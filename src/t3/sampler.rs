@@ -262,7 +262,7 @@ fn apply_min_p(l: &mut [f32], min_p: f32) {
 }
 
 /// `TopPLogitsWarper(top_p)`, min_tokens_to_keep = 1.
-fn apply_top_p(l: &mut [f32], top_p: f32) {
+pub(crate) fn apply_top_p(l: &mut [f32], top_p: f32) {
     let mut order: Vec<usize> = (0..l.len()).collect();
     // Ascending by logit; -inf first. Logits are never NaN here.
     order.sort_by(|&a, &b| l[a].total_cmp(&l[b]));

@@ -6,5 +6,5 @@ pub mod normalize;
 pub mod tokenizer;
 
 pub use chunk::{chunk_text, ChunkLimits};
-pub use normalize::punc_norm;
+pub use normalize::{punc_norm, punc_norm_with};
 pub use tokenizer::TextTokenizer;

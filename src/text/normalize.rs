@@ -40,6 +40,12 @@ pub fn is_python_space(c: char) -> bool {
 
 /// The reference `punc_norm`: the same output as the Python function for the same input.
 pub fn punc_norm(text: &str) -> String {
+    punc_norm_with(text, &PUNCTUATION_REPLACEMENTS)
+}
+
+/// `punc_norm` with another replacement table (Turbo's `punc_norm` differs only in its
+/// table, see [`crate::turbo::text::PUNCTUATION_REPLACEMENTS`]).
+pub fn punc_norm_with(text: &str, replacements: &[(&str, &str)]) -> String {
     let mut chars = text.chars();
     let first = match chars.next() {
         None => return EMPTY_TEXT_SENTENCE.to_string(),
@@ -62,7 +68,7 @@ pub fn punc_norm(text: &str) -> String {
         text.push_str(word);
     }
 
-    for (old, new) in PUNCTUATION_REPLACEMENTS {
+    for &(old, new) in replacements {
         if text.contains(old) {
             text = text.replace(old, new);
         }

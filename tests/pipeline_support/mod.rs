@@ -64,56 +64,84 @@ impl Goldens {
 
 pub fn goldens() -> &'static Goldens {
     static G: OnceLock<Goldens> = OnceLock::new();
-    G.get_or_init(|| {
-        let dir = bundle_dir().join("goldens");
-        let bytes = std::fs::read(dir.join("goldens.safetensors")).expect("goldens.safetensors");
-        let st = SafeTensors::deserialize(&bytes).expect("parse goldens");
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let shape = view.shape().to_vec();
-            let (f, i) = match view.dtype() {
-                Dtype::F32 => (
-                    data.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                    Vec::new(),
-                ),
-                Dtype::F64 => (
-                    data.chunks_exact(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                        .collect(),
-                    Vec::new(),
-                ),
-                Dtype::I64 => (
-                    Vec::new(),
-                    data.chunks_exact(8)
-                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                ),
-                Dtype::I32 => (
-                    Vec::new(),
-                    data.chunks_exact(4)
-                        .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-                        .collect(),
-                ),
-                other => panic!("golden `{name}` has unsupported dtype {other:?}"),
-            };
-            tensors.insert(
-                name.to_string(),
-                Tensor {
-                    shape,
-                    f32: f,
-                    i64: i,
-                },
-            );
-        }
-        let meta = std::fs::read_to_string(dir.join("goldens.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(serde_json::Value::Null);
-        Goldens { tensors, meta }
+    G.get_or_init(|| load_goldens(&bundle_dir().join("goldens"), "goldens"))
+}
+
+/// The committed tiny Turbo bundle (`$CHATTERBOX_ORT_TURBO_BUNDLE` overrides it).
+pub fn turbo_bundle_dir() -> PathBuf {
+    match std::env::var_os("CHATTERBOX_ORT_TURBO_BUNDLE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny-turbo"),
+    }
+}
+
+/// One Turbo engine per test binary (CPU, 1 thread).
+pub fn turbo_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut opts = EngineOptions::new(turbo_bundle_dir());
+        opts.threads = Some(1);
+        Engine::load(opts)
+            .unwrap_or_else(|e| panic!("loading {}: {e}", turbo_bundle_dir().display()))
     })
+}
+
+/// The goldens of the tiny Turbo bundle.
+pub fn turbo_goldens() -> &'static Goldens {
+    static G: OnceLock<Goldens> = OnceLock::new();
+    G.get_or_init(|| load_goldens(&turbo_bundle_dir().join("goldens"), "goldens"))
+}
+
+/// `DIR/STEM.safetensors` (and `DIR/STEM.json` as `meta`, when present).
+pub fn load_goldens(dir: &Path, stem: &str) -> Goldens {
+    let bytes = std::fs::read(dir.join(format!("{stem}.safetensors")))
+        .unwrap_or_else(|e| panic!("{}/{stem}.safetensors: {e}", dir.display()));
+    let st = SafeTensors::deserialize(&bytes).expect("parse goldens");
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let shape = view.shape().to_vec();
+        let (f, i) = match view.dtype() {
+            Dtype::F32 => (
+                data.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Vec::new(),
+            ),
+            Dtype::F64 => (
+                data.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
+                Vec::new(),
+            ),
+            Dtype::I64 => (
+                Vec::new(),
+                data.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            Dtype::I32 => (
+                Vec::new(),
+                data.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                    .collect(),
+            ),
+            other => panic!("golden `{name}` has unsupported dtype {other:?}"),
+        };
+        tensors.insert(
+            name.to_string(),
+            Tensor {
+                shape,
+                f32: f,
+                i64: i,
+            },
+        );
+    }
+    let meta = std::fs::read_to_string(dir.join(format!("{stem}.json")))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Goldens { tensors, meta }
 }
 
 /// `||got - want|| / ||want||` (L2).

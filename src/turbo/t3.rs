@@ -1,0 +1,165 @@
+//! Turbo's T3: a GPT-2 backbone whose learned absolute positions live inside the
+//! `t3_decoder` graph (no text/speech position tables, no perceiver, no emotion
+//! input, no CFG row). Reference: `T3.prepare_conditioning`, `T3.prepare_input_embeds`
+//! and `T3.inference_turbo`.
+//!
+//! - conditioning: `cond = [spkr_enc(speaker) | speech_emb(prompt tokens)]`, `[1 + P, D]`;
+//! - prefill: `cond | text_emb(ids) | speech_emb(start)`;
+//! - each step: `speech_emb(token)`; the graph numbers positions from its cache length.
+//!
+//! The KV-cache decoder and the sampling loop are the original model's
+//! ([`crate::t3::decode`]), with a batch of one.
+
+use crate::error::{Error, Result};
+use crate::residency::{Component, Host};
+use crate::runtime::Value;
+use crate::t3::decode::{self, KvDecoder, StepLogits};
+use crate::t3::{take_f32, T3Dims};
+
+/// `speech_emb(tokens)` (graph `t3_speech_embed`), `[len, D]`.
+pub fn speech_embeds(host: &Host, dims: &T3Dims, tokens: &[i64]) -> Result<Vec<f32>> {
+    let len = tokens.len();
+    let mut out = host.run(
+        Component::T3SpeechEmbed,
+        vec![("tokens", Value::from_i64(&[1, len], tokens.to_vec())?)],
+    )?;
+    take_f32(&mut out, "t3_speech_embed", "embeds", len * dims.hidden)
+}
+
+/// `text_emb(ids)` (graph `t3_text_embed`), `[len, D]`.
+pub fn text_embeds(host: &Host, dims: &T3Dims, ids: &[i64]) -> Result<Vec<f32>> {
+    let len = ids.len();
+    if len == 0 {
+        return Err(Error::invalid_text("no text tokens"));
+    }
+    let mut out = host.run(
+        Component::T3TextEmbed,
+        vec![("tokens", Value::from_i64(&[1, len], ids.to_vec())?)],
+    )?;
+    take_f32(&mut out, "t3_text_embed", "token_embeds", len * dims.hidden)
+}
+
+/// The T3 conditioning `[1 + P, D]` of a voice with speaker embedding `speaker` and
+/// T3 prompt tokens `prompt` (graph `t3_cond`).
+pub fn cond(host: &Host, dims: &T3Dims, speaker: &[f32], prompt: &[i64]) -> Result<Vec<f32>> {
+    let embeds = if prompt.is_empty() {
+        Vec::new()
+    } else {
+        speech_embeds(host, dims, prompt)?
+    };
+    let mut out = host.run(
+        Component::T3Cond,
+        vec![
+            (
+                "speaker_emb",
+                Value::from_f32(&[1, speaker.len()], speaker.to_vec())?,
+            ),
+            (
+                "prompt_embeds",
+                Value::from_f32(&[1, prompt.len(), dims.hidden], embeds)?,
+            ),
+        ],
+    )?;
+    take_f32(&mut out, "t3_cond", "cond", (1 + prompt.len()) * dims.hidden)
+}
+
+/// Checks that a synthesis fits the backbone's `max_positions`: the prefill
+/// (`cond_rows + text + 1`) plus one position per sampled token after the first.
+pub fn check_positions(
+    max_positions: usize,
+    cond_rows: usize,
+    text_len: usize,
+    max_new_tokens: usize,
+) -> Result<()> {
+    let needed = cond_rows + text_len + max_new_tokens;
+    if needed > max_positions {
+        return Err(Error::invalid_argument(
+            "max_new_tokens",
+            format!(
+                "{max_new_tokens} speech tokens after {cond_rows} conditioning and {text_len} text positions need {needed} positions; T3 has {max_positions}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Generates speech tokens for one text as `inference_turbo`: `cond` is
+/// [`cond`]'s output, `ids` the text ids. `pick` and `on_token` as in
+/// [`decode::decode_loop`]. Returns the sampled tokens (the stop token included
+/// when it was drawn).
+#[allow(clippy::too_many_arguments)]
+pub fn generate(
+    host: &Host,
+    dims: &T3Dims,
+    max_positions: usize,
+    cond: &[f32],
+    ids: &[i64],
+    max_new_tokens: usize,
+    pick: impl FnMut(StepLogits<'_>) -> Result<i64>,
+    on_token: impl FnMut(usize) -> bool,
+) -> Result<Vec<i64>> {
+    if cond.is_empty() || !cond.len().is_multiple_of(dims.hidden) {
+        return Err(Error::internal("T3 conditioning has the wrong size"));
+    }
+    let cond_rows = cond.len() / dims.hidden;
+    check_positions(max_positions, cond_rows, ids.len(), max_new_tokens)?;
+    let text = text_embeds(host, dims, ids)?;
+    let bos = speech_embeds(host, dims, &[dims.speech_start])?;
+    let seq = cond_rows + ids.len() + 1;
+    let mut x = Vec::with_capacity(seq * dims.hidden);
+    x.extend_from_slice(cond);
+    x.extend_from_slice(&text);
+    x.extend_from_slice(&bos);
+    drop(text);
+    let mut dec = KvDecoder::new(host, dims, 1)?;
+    let logits = dec.forward(x, seq)?;
+    decode::decode_loop(
+        &mut dec,
+        logits,
+        max_new_tokens,
+        |token, _| speech_embeds(host, dims, &[token]),
+        pick,
+        on_token,
+    )
+}
+
+/// The reference's token post-processing: every token `>= num_codes` is dropped
+/// (a start token drawn mid-sequence included; the stop token ended generation),
+/// then `silence_tokens` copies of `silence_token` are appended.
+pub fn speech_tokens_for_s3gen(
+    sampled: &[i64],
+    num_codes: i64,
+    silence_token: Option<i64>,
+    silence_tokens: usize,
+) -> Vec<i64> {
+    let mut out: Vec<i64> = sampled
+        .iter()
+        .copied()
+        .filter(|&t| (0..num_codes).contains(&t))
+        .collect();
+    if let Some(s) = silence_token {
+        out.extend(std::iter::repeat_n(s, silence_tokens));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_then_silence() {
+        assert_eq!(
+            speech_tokens_for_s3gen(&[5, 6561, 7, 6562], 6561, Some(4299), 3),
+            vec![5, 7, 4299, 4299, 4299]
+        );
+        assert_eq!(speech_tokens_for_s3gen(&[6562], 6561, None, 0), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn positions_bound() {
+        assert!(check_positions(8196, 376, 100, 1001).is_ok());
+        let e = check_positions(8196, 376, 7000, 1001).unwrap_err();
+        assert!(e.to_string().contains("positions"), "{e}");
+    }
+}
