@@ -22,15 +22,15 @@ use crate::audio;
 use crate::bundle::{Bundle, Config, Family, GenerationDefaults, S3GenRefView, Voice};
 use crate::conditioning;
 use crate::error::{Error, Result};
+use crate::family;
 use crate::limits;
 use crate::residency::{Component, Host, ResidencyOptions, Stage};
 use crate::rng::EngineRng;
 pub use crate::runtime::Provider;
 use crate::runtime::{self, RuntimeOptions};
 use crate::s3gen;
-use crate::t3::{self, decode, sampler, T3Dims};
+use crate::t3::{decode, sampler, T3Dims};
 use crate::text;
-use crate::turbo;
 use crate::watermark;
 
 /// Silence inserted between two text chunks, in seconds.
@@ -198,7 +198,7 @@ impl Request {
         Ok(())
     }
 
-    fn sampler_params(&self) -> sampler::SamplerParams {
+    pub(crate) fn sampler_params(&self) -> sampler::SamplerParams {
         sampler::SamplerParams {
             cfg_weight: self.cfg_weight,
             repetition_penalty: self.repetition_penalty,
@@ -274,27 +274,9 @@ pub struct Progress {
 pub struct Engine {
     bundle: Arc<Bundle>,
     host: Host,
-    tokenizer: Tokenizer,
+    frontend: family::T3Frontend,
     default_voice: Voice,
     dims: T3Dims,
-}
-
-/// The text tokenizer of the bundle's family.
-#[derive(Debug)]
-enum Tokenizer {
-    /// The original model's 704-token BPE with `[SPACE]`, start and stop tokens.
-    Original(text::TextTokenizer),
-    /// Turbo's GPT-2 BPE with the paralinguistic tags.
-    Turbo(turbo::text::TurboTokenizer),
-}
-
-impl Tokenizer {
-    fn count_tokens(&self, text: &str) -> Result<usize> {
-        match self {
-            Tokenizer::Original(t) => t.count_tokens(text),
-            Tokenizer::Turbo(t) => t.count_tokens(text),
-        }
-    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -322,18 +304,7 @@ impl Engine {
             library_path: opts.onnxruntime.clone(),
             ..RuntimeOptions::default()
         })?;
-        let text_config = &bundle.config().text;
-        let tokenizer = match bundle.manifest().model.family {
-            Family::Original => Tokenizer::Original(text::TextTokenizer::from_file(
-                &bundle.tokenizer_path(),
-                text_config.vocab_size,
-            )?),
-            Family::Turbo => Tokenizer::Turbo(turbo::text::TurboTokenizer::from_file(
-                &bundle.tokenizer_path(),
-                text_config.vocab_size,
-                &text_config.tags,
-            )?),
-        };
+        let frontend = family::T3Frontend::load(&bundle)?;
         let default_voice = bundle.default_voice()?;
         default_voice.validate(bundle.config())?;
         let dims = T3Dims::from_config(bundle.config());
@@ -346,7 +317,7 @@ impl Engine {
         Ok(Engine {
             bundle,
             host,
-            tokenizer,
+            frontend,
             default_voice,
             dims,
         })
@@ -427,10 +398,7 @@ impl Engine {
             return Err(Error::invalid_text("the text is empty or whitespace only"));
         }
         // Room for the start/stop tokens (original model) and what `punc_norm` may add.
-        let special = match self.tokenizer {
-            Tokenizer::Original(_) => 2,
-            Tokenizer::Turbo(_) => 0,
-        };
+        let special = self.frontend.special_text_tokens();
         let limits = text::ChunkLimits {
             max_tokens: self
                 .dims
@@ -440,7 +408,7 @@ impl Engine {
             ..text::ChunkLimits::default()
         };
         let chunks: Vec<String> =
-            text::chunk_text(text, &limits, |s| self.tokenizer.count_tokens(s))?
+            text::chunk_text(text, &limits, |s| self.frontend.count_tokens(s))?
                 .into_iter()
                 .filter(|c| !c.trim().is_empty())
                 .collect();
@@ -496,37 +464,12 @@ impl Engine {
             ..StageTimings::default()
         };
 
-        if let Tokenizer::Original(_) = &self.tokenizer {
-            if req.top_k > 0 {
-                tracing::warn!("the original model has no top-k; ignoring top_k {}", req.top_k);
-            }
-        }
-        if let Tokenizer::Turbo(tok) = &self.tokenizer {
-            warn_turbo_ignores(req);
-            let unknown = tok.unknown_tags(text);
-            if !unknown.is_empty() {
-                tracing::warn!(
-                    "unknown tag(s) {} are read as plain text; Turbo's tags are {}",
-                    unknown.join(", "),
-                    tok.tags().join(" ")
-                );
-            }
-        }
+        self.frontend.warn_ignored(text, req);
 
         let t = Instant::now();
         let cond = {
             let _stage = self.host.stage(Stage::Conditioning)?;
-            match self.family() {
-                Family::Original => {
-                    conditioning::t3_cond(&self.host, &self.dims, voice, req.exaggeration)?
-                }
-                Family::Turbo => {
-                    let speaker: Vec<f32> = voice.speaker_emb.iter().copied().collect();
-                    let prompt: Vec<i64> =
-                        voice.cond_prompt_speech_tokens.iter().copied().collect();
-                    turbo::t3::cond(&self.host, &self.dims, &speaker, &prompt)?
-                }
-            }
+            family::t3_conditioning(&self.host, self.family(), &self.dims, voice, req)?
         };
         stages.conditioning_s = t.elapsed().as_secs_f64();
 
@@ -597,25 +540,20 @@ impl Engine {
         let t = Instant::now();
         let sampled = {
             let _stage = self.host.stage(Stage::T3)?;
-            match self.family() {
-                Family::Original => self.original_t3(cond, &ids, req, rng, on_token)?,
-                Family::Turbo => self.turbo_t3(cond, &ids, req, rng, on_token)?,
-            }
+            family::generate_speech_tokens(
+                &self.host,
+                &self.bundle,
+                &self.dims,
+                cond,
+                &ids,
+                req,
+                rng,
+                on_token,
+            )?
         };
         stages.t3_s += t.elapsed().as_secs_f64();
         stages.t3_tokens += sampled.len();
-        let tokens = match self.family() {
-            Family::Original => t3::drop_invalid_tokens(&sampled, &self.dims),
-            Family::Turbo => {
-                let speech = &self.bundle.config().speech;
-                turbo::t3::speech_tokens_for_s3gen(
-                    &sampled,
-                    self.dims.num_codes,
-                    speech.silence_token,
-                    speech.silence_tokens,
-                )
-            }
-        };
+        let tokens = family::tokens_for_s3gen(&self.bundle, &self.dims, &sampled);
         stages.speech_tokens += tokens.len();
         if tokens.is_empty() {
             return Ok(Vec::new());
@@ -711,83 +649,11 @@ impl Engine {
         Ok(wav)
     }
 
-    /// The original model's T3: CFG pair, learned positions, its sampler chain.
-    fn original_t3(
-        &self,
-        cond: &[f32],
-        ids: &[i64],
-        req: &Request,
-        rng: &mut EngineRng,
-        on_token: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<Vec<i64>> {
-        let params = req.sampler_params();
-        decode::generate(
-            &self.host,
-            &self.dims,
-            cond,
-            ids,
-            decode::GenerateOptions {
-                cfg_weight: req.cfg_weight,
-                max_new_tokens: req.max_new_tokens,
-            },
-            |step| {
-                // history holds BOS plus the tokens so far.
-                if step.history.len() <= req.min_new_tokens {
-                    let (cond, uncond) =
-                        suppress_non_speech(step.cond, step.uncond, self.dims.num_codes);
-                    sampler::sample(&cond, uncond.as_deref(), step.history, &params, rng)
-                } else {
-                    sampler::sample(step.cond, step.uncond, step.history, &params, rng)
-                }
-            },
-            |i| on_token(i + 1),
-        )
-    }
-
-    /// Turbo's T3: GPT-2 without CFG, its sampler chain.
-    fn turbo_t3(
-        &self,
-        cond: &[f32],
-        ids: &[i64],
-        req: &Request,
-        rng: &mut EngineRng,
-        on_token: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<Vec<i64>> {
-        let params = turbo::sampler::TurboSamplerParams {
-            temperature: req.temperature,
-            top_k: req.top_k,
-            top_p: req.top_p,
-            repetition_penalty: req.repetition_penalty,
-        };
-        let max_positions = self.bundle.config().t3.max_positions.unwrap_or(usize::MAX);
-        turbo::t3::generate(
-            &self.host,
-            &self.dims,
-            max_positions,
-            cond,
-            ids,
-            req.max_new_tokens,
-            |step| {
-                let penalised = turbo::sampler::penalised_ids(step.history);
-                if step.history.len() <= req.min_new_tokens {
-                    let (logits, _) = suppress_non_speech(step.cond, None, self.dims.num_codes);
-                    turbo::sampler::sample(&logits, penalised, &params, rng)
-                } else {
-                    turbo::sampler::sample(step.cond, penalised, &params, rng)
-                }
-            },
-            |i| on_token(i + 1),
-        )
-    }
-
     /// Normalises one chunk (the family's `punc_norm`) and tokenizes it as the
     /// reference does (the original model puts start and stop text tokens around
     /// it; Turbo adds none).
     pub fn text_ids(&self, chunk: &str) -> Result<Vec<i64>> {
-        let ids = match &self.tokenizer {
-            Tokenizer::Original(t) => t.encode_with_start_stop(&text::punc_norm(chunk))?,
-            Tokenizer::Turbo(t) => t.encode(&turbo::text::punc_norm(chunk))?,
-        };
+        let ids = self.frontend.text_ids(chunk)?;
         if ids.len() > self.dims.text_max_positions {
             return Err(Error::invalid_text(format!(
                 "a text chunk has {} tokens; T3 takes at most {} (start/stop included)",
@@ -796,28 +662,6 @@ impl Engine {
             )));
         }
         Ok(ids)
-    }
-}
-
-/// The reference warns once when Turbo is given options it does not have
-/// ("CFG, min_p and exaggeration are not supported by Turbo version and will be
-/// ignored"); so does the engine.
-fn warn_turbo_ignores(req: &Request) {
-    let mut ignored = Vec::new();
-    if req.cfg_weight > 0.0 {
-        ignored.push(format!("cfg_weight {}", req.cfg_weight));
-    }
-    if req.min_p > 0.0 {
-        ignored.push(format!("min_p {}", req.min_p));
-    }
-    if req.exaggeration > 0.0 {
-        ignored.push(format!("exaggeration {}", req.exaggeration));
-    }
-    if !ignored.is_empty() {
-        tracing::warn!(
-            "Turbo has no CFG, min_p or exaggeration; ignoring {}",
-            ignored.join(", ")
-        );
     }
 }
 

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod conditioning;
 pub mod engine;
 pub mod error;
+pub mod family;
 pub mod ffi;
 pub mod limits;
 pub mod output;

@@ -16,7 +16,7 @@ use crate::runtime::{
     self, CudaOptions, Provider, RuntimeOptions, Session, SessionOptions, Target,
 };
 use crate::stats as mem;
-use crate::t3::{decode, sampler, T3Dims};
+use crate::t3::T3Dims;
 
 /// What a mode name asks for.
 pub(crate) fn kind_of(mode: &str) -> ResultKind {
@@ -215,9 +215,11 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
             Ok(secs)
         })?;
         if let Some(s) = stages {
-            if s.speech_tokens != tokens {
+            // Turbo appends its silence tokens after the sampled ones.
+            let appended = engine.bundle().config().speech.silence_tokens;
+            if s.speech_tokens != tokens + appended {
                 bail!(
-                    "forced {tokens} speech tokens but S3Gen got {}",
+                    "forced {tokens} speech tokens (+{appended} appended) but S3Gen got {}",
                     s.speech_tokens
                 );
             }
@@ -307,16 +309,19 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
     result.load_rss_bytes = rss();
     let mut process_peak = peak_rss();
 
-    // Inputs made outside the measurement: T3 conditioning, text ids.
+    // Inputs made outside the measurement: T3 conditioning, text ids (the family's).
+    let mut req = crate::engine::Request::from_generation(bundle.generation());
+    req.exaggeration = if bundle.manifest().model.family == crate::bundle::Family::Original {
+        0.5
+    } else {
+        0.0
+    };
     let cond = {
         let _g = host.stage(Stage::Conditioning)?;
-        crate::conditioning::t3_cond(&host, &dims, &voice, 0.5)?
+        crate::family::t3_conditioning(&host, bundle.manifest().model.family, &dims, &voice, &req)?
     };
-    let tokenizer = crate::text::TextTokenizer::from_file(
-        &bundle.tokenizer_path(),
-        bundle.config().text.vocab_size,
-    )?;
-    let ids = tokenizer.encode_with_start_stop(&crate::text::punc_norm(&args.run.text))?;
+    let frontend = crate::family::T3Frontend::load(&bundle)?;
+    let ids = frontend.text_ids(&args.run.text)?;
     let rate = f64::from(bundle.config().speech.token_rate_hz);
 
     let run_once = |seed: u64, tokens: usize| -> Result<f64> {
@@ -324,27 +329,20 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
         match stage {
             Stage::T3 => {
                 let mut rng = crate::rng::EngineRng::with_stream(seed, 0);
-                let params = sampler::SamplerParams {
-                    cfg_weight: 0.5,
-                    repetition_penalty: 1.2,
-                    temperature: 0.8,
-                    min_p: 0.05,
-                    top_p: 1.0,
+                let req = crate::engine::Request {
+                    max_new_tokens: tokens,
+                    min_new_tokens: tokens,
+                    ..req
                 };
-                let toks = decode::generate(
+                let toks = crate::family::generate_speech_tokens(
                     &host,
+                    &bundle,
                     &dims,
                     &cond,
                     &ids,
-                    decode::GenerateOptions {
-                        cfg_weight: 0.5,
-                        max_new_tokens: tokens,
-                    },
-                    |step| {
-                        let (c, u) = crate::engine::suppress_non_speech(step.cond, step.uncond, dims.num_codes);
-                        sampler::sample(&c, u.as_deref(), step.history, &params, &mut rng)
-                    },
-                    |_| true,
+                    &req,
+                    &mut rng,
+                    &mut |_| true,
                 )?;
                 if toks.len() != tokens {
                     bail!("forced {tokens} tokens, got {}", toks.len());
