@@ -720,17 +720,16 @@ impl Manifest {
         )?;
         seconds("config.s3gen.fade_in_seconds", g.fade_in_seconds, 0.0, 10.0)?;
         rate("config.perth.sample_rate", c.perth.sample_rate)?;
-        seconds(
-            "config.voice.min_seconds",
-            c.voice.min_seconds,
-            0.1,
-            60.0,
-        )?;
+        seconds("config.voice.min_seconds", c.voice.min_seconds, 0.1, 60.0)?;
         if let Some(l) = c.voice.loudness_lufs {
             seconds("config.voice.loudness_lufs", l, -70.0, 0.0)?;
         }
         if let Some(t) = c.speech.silence_token {
-            token("config.speech.silence_token", t, c.speech.num_codes.max(0) as usize)?;
+            token(
+                "config.speech.silence_token",
+                t,
+                c.speech.num_codes.max(0) as usize,
+            )?;
         }
         if c.speech.silence_tokens > 64 {
             return Err(format!(
@@ -739,14 +738,18 @@ impl Manifest {
             ));
         }
         if c.speech.silence_tokens > 0 && c.speech.silence_token.is_none() {
-            return Err("`config.speech.silence_tokens` is set but `silence_token` is missing".into());
+            return Err(
+                "`config.speech.silence_tokens` is set but `silence_token` is missing".into(),
+            );
         }
         if let Some(p) = c.t3.max_positions {
             count("config.t3.max_positions", p, POSITIONS)?;
         }
         if family == Family::Turbo {
             if c.t3.max_positions.is_none() {
-                return Err("`config.t3.max_positions` is missing (a Turbo bundle needs it)".into());
+                return Err(
+                    "`config.t3.max_positions` is missing (a Turbo bundle needs it)".into(),
+                );
             }
             if !c.s3gen.meanflow {
                 return Err("`config.s3gen.meanflow` must be true in a Turbo bundle".into());

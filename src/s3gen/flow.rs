@@ -34,7 +34,13 @@ pub fn t_span(schedule: FlowSchedule, steps: usize) -> Vec<f32> {
         FlowSchedule::Cosine => cosine_t_span(steps),
         // torch.linspace(0, 1, steps + 1) in f32.
         FlowSchedule::Linear => (0..=steps)
-            .map(|k| if steps == 0 { 0.0 } else { k as f32 / steps as f32 })
+            .map(|k| {
+                if steps == 0 {
+                    0.0
+                } else {
+                    k as f32 / steps as f32
+                }
+            })
             .collect(),
     }
 }
@@ -173,13 +179,19 @@ pub fn solve_euler(
         }
         let mut inputs = vec![
             ("x", Value::from_f32(&[batch, MEL_BINS, frames], x_in)?),
-            ("mask", Value::from_f32(&[batch, 1, frames], mask_in.clone())?),
+            (
+                "mask",
+                Value::from_f32(&[batch, 1, frames], mask_in.clone())?,
+            ),
             (
                 "mu",
                 Value::from_f32(&[batch, MEL_BINS, frames], mu_in.clone())?,
             ),
             ("t", Value::from_f32(&[batch], vec![t; batch])?),
-            ("spks", Value::from_f32(&[batch, MEL_BINS], spks_in.clone())?),
+            (
+                "spks",
+                Value::from_f32(&[batch, MEL_BINS], spks_in.clone())?,
+            ),
             (
                 "cond",
                 Value::from_f32(&[batch, MEL_BINS, frames], cond_in.clone())?,

@@ -60,7 +60,12 @@ pub fn cond(host: &Host, dims: &T3Dims, speaker: &[f32], prompt: &[i64]) -> Resu
             ),
         ],
     )?;
-    take_f32(&mut out, "t3_cond", "cond", (1 + prompt.len()) * dims.hidden)
+    take_f32(
+        &mut out,
+        "t3_cond",
+        "cond",
+        (1 + prompt.len()) * dims.hidden,
+    )
 }
 
 /// Checks that a synthesis fits the backbone's `max_positions`: the prefill
@@ -153,7 +158,10 @@ mod tests {
             speech_tokens_for_s3gen(&[5, 6561, 7, 6562], 6561, Some(4299), 3),
             vec![5, 7, 4299, 4299, 4299]
         );
-        assert_eq!(speech_tokens_for_s3gen(&[6562], 6561, None, 0), Vec::<i64>::new());
+        assert_eq!(
+            speech_tokens_for_s3gen(&[6562], 6561, None, 0),
+            Vec::<i64>::new()
+        );
     }
 
     #[test]

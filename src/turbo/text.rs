@@ -60,13 +60,17 @@ impl TurboTokenizer {
                 Some(id) => {
                     return Err(Error::bundle(
                         path,
-                        format!("tag `{tag}` has id {id}, outside the text vocabulary of {vocab_size}"),
+                        format!(
+                            "tag `{tag}` has id {id}, outside the text vocabulary of {vocab_size}"
+                        ),
                     ))
                 }
                 None => {
                     return Err(Error::bundle(
                         path,
-                        format!("the manifest lists tag `{tag}` but the tokenizer has no such token"),
+                        format!(
+                            "the manifest lists tag `{tag}` but the tokenizer has no such token"
+                        ),
                     ))
                 }
             }
@@ -127,7 +131,9 @@ impl TurboTokenizer {
             let inner = &after[..close];
             let looks_like_tag = !inner.is_empty()
                 && inner.len() <= 32
-                && inner.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '_' || c == '-');
+                && inner
+                    .chars()
+                    .all(|c| c.is_alphabetic() || c == ' ' || c == '_' || c == '-');
             let tag = format!("[{inner}]");
             if looks_like_tag && !self.tags.contains(&tag) && !out.contains(&tag) {
                 out.push(tag);
