@@ -1,12 +1,15 @@
 """Exports a chatterbox-ort model bundle (docs/BUNDLE.md).
 
-    python export/export_bundle.py --config {tiny,full} [--checkpoint DIR] [--seed N]
-        [--precision fp32|fp16] --out DIR [--goldens] [--ref-wav PATH]
+    python export/export_bundle.py [--family original|turbo] --config {tiny,full} [--checkpoint DIR]
+        [--seed N] [--precision fp32|fp16] --out DIR [--goldens] [--ref-wav PATH]
 
 tiny: every component shrunk, random (seeded) weights, every vocabulary / token id /
 sample rate kept; goldens always written. full: the upstream architecture, seeded
 random weights, or the weights of an upstream checkpoint folder with --checkpoint
 (ve.safetensors, t3_cfg.safetensors, s3gen.safetensors, tokenizer.json, conds.pt).
+--family turbo exports Chatterbox Turbo (ChatterboxTurboTTS) instead: see
+export/turbo_side.py (checkpoint: ve.safetensors, t3_turbo_v1.safetensors,
+s3gen_meanflow.safetensors, the GPT-2 tokenizer files, conds.pt).
 """
 
 from __future__ import annotations
@@ -366,6 +369,8 @@ def write_manifest(ctx: ExportContext, tts, args, extra_files: list[Path]) -> di
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Export a chatterbox-ort model bundle (docs/BUNDLE.md)")
+    p.add_argument("--family", choices=("original", "turbo"), default="original",
+                   help="original: ChatterboxTTS (default); turbo: ChatterboxTurboTTS")
     p.add_argument("--config", choices=("tiny", "full"), required=True)
     p.add_argument("--checkpoint", type=Path, help="upstream checkpoint folder (full config only)")
     p.add_argument("--seed", type=int, default=0)
@@ -376,7 +381,36 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def clear_out_dir(out: Path) -> None:
+    """Empties an earlier bundle folder; refuses a non-empty folder without manifest.json."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / "manifest.json").is_file():
+            raise ExportError(f"{out}: exists, is not empty and holds no manifest.json; refusing to overwrite it")
+        for p in sorted(out.iterdir()):  # a stale file must never survive into a new bundle
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def reference_clip(args, out: Path, want_goldens: bool, scratch: Path) -> Path | None:
+    """goldens/ref.wav (or a scratch copy for a bundle without goldens): --ref-wav, else
+    made with espeak-ng; None for a checkpoint bundle without goldens (it has conds.pt)."""
+    if not (want_goldens or args.checkpoint is None):
+        return None
+    ref_wav = out / "goldens" / "ref.wav" if want_goldens else scratch / "ref.wav"
+    ref_wav.parent.mkdir(parents=True, exist_ok=True)
+    if args.ref_wav is not None:
+        if not args.ref_wav.is_file():
+            raise ExportError(f"{args.ref_wav}: reference clip not found")
+        shutil.copyfile(args.ref_wav, ref_wav)
+    else:
+        make_ref_wav(ref_wav)
+    return ref_wav
+
+
 def run(args) -> dict:
+    if getattr(args, "family", "original") == "turbo":
+        import turbo_side
+
+        return turbo_side.run(args)
     import s3gen_side
     import t3_side
 
@@ -387,11 +421,7 @@ def run(args) -> dict:
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = args.out
-    if out.exists() and any(out.iterdir()):
-        if not (out / "manifest.json").is_file():
-            raise ExportError(f"{out}: exists, is not empty and holds no manifest.json; refusing to overwrite it")
-        for p in sorted(out.iterdir()):  # a stale file must never survive into a new bundle
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    clear_out_dir(out)
     want_goldens = args.config == "tiny" or args.goldens
     ctx = ExportContext(out, args.config, args.seed, args.checkpoint, args.precision, want_goldens=want_goldens)
 
@@ -402,17 +432,8 @@ def run(args) -> dict:
         make_tokenizer(tok_path)
     tts = build_tts(args.config, args.seed, args.checkpoint, tok_path)
 
-    ref_wav = None
     scratch = tempfile.TemporaryDirectory(prefix="cbx-export-")  # the clip of a bundle without goldens
-    if want_goldens or args.checkpoint is None:
-        ref_wav = out / "goldens" / "ref.wav" if want_goldens else Path(scratch.name) / "ref.wav"
-        ref_wav.parent.mkdir(parents=True, exist_ok=True)
-        if args.ref_wav is not None:
-            if not args.ref_wav.is_file():
-                raise ExportError(f"{args.ref_wav}: reference clip not found")
-            shutil.copyfile(args.ref_wav, ref_wav)
-        else:
-            make_ref_wav(ref_wav)
+    ref_wav = reference_clip(args, out, want_goldens, Path(scratch.name))
 
     facts = {}
     golden_conds = None

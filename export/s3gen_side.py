@@ -3,14 +3,18 @@ flow encoder, CFM estimator, HiFT and the Perth watermarker.
 
 Interface used by export/export_bundle.py:
 
-* `build_s3gen(config, seed, checkpoint)` -> chatterbox `S3Gen` (S3Token2Wav)
-  instance: `tiny` = every submodule shrunk (random, seeded), `full` = the
-  upstream architecture (random, seeded), or the weights of
+* `build_s3gen(config, seed, checkpoint, meanflow=False)` -> chatterbox `S3Gen`
+  (S3Token2Wav) instance: `tiny` = every submodule shrunk (random, seeded),
+  `full` = the upstream architecture (random, seeded), or the weights of
   `<checkpoint>/s3gen.safetensors` (checkpoint may be the folder or the file).
+  `meanflow=True` is Turbo's `S3Gen(meanflow=True)` (the estimator's time mixer,
+  `<checkpoint>/s3gen_meanflow.safetensors`, loaded strictly as
+  `ChatterboxTurboTTS.from_local` does).
 * `build_watermarker(config, seed)` -> `perth.PerthImplicitWatermarker`:
   tiny = shrunk PerthNet, random; full = the real shipped Perth weights.
 * `export_components(ctx, tts)` -> exports s3_tokenizer, campplus, s3gen_mel,
-  flow_encoder, flow_estimator, hift, perth (tts.s3gen, tts.watermarker).
+  flow_encoder, flow_estimator, hift, perth (tts.s3gen, tts.watermarker); for a
+  meanflow S3Gen the flow_estimator has the extra input `r` (meanflow end time).
 * `s3gen_ref(tts, ref_24k)` -> the S3Gen reference conditioning of a 24 kHz
   clip, the same as `tts.s3gen.embed_ref(ref_24k[:10 s], 24000)` plus the
   16 kHz crop it used internally (`s3gen_ref_16k`).
@@ -57,7 +61,7 @@ TINY = dict(
 # --------------------------------------------------------------------------- building
 
 
-def _tiny_s3gen(seed: int):
+def _tiny_s3gen(seed: int, meanflow: bool = False):
     from chatterbox.models.s3gen import S3Gen
     from chatterbox.models.s3tokenizer import S3Tokenizer
     from chatterbox.models.s3gen.utils.mel import mel_spectrogram
@@ -94,7 +98,7 @@ def _tiny_s3gen(seed: int):
     cam.xvector.tdnn = TDNNLayer(cam.head.out_channels, t["cam_init"], 5, stride=2, dilation=1, padding=-1,
                                  config_str="batchnorm-relu")
     s3.speaker_encoder = cam
-    s3.meanflow = False
+    s3.meanflow = meanflow
 
     d = t["flow_dim"]
     encoder = UpsampleConformerEncoder(
@@ -109,7 +113,7 @@ def _tiny_s3gen(seed: int):
     estimator = ConditionalDecoder(
         in_channels=320, out_channels=80, causal=True, channels=[t["est_channels"]], dropout=0.0,
         attention_head_dim=t["est_head_dim"], n_blocks=t["est_blocks"], num_mid_blocks=t["est_mid"],
-        num_heads=t["est_heads"], act_fn="gelu", meanflow=False,
+        num_heads=t["est_heads"], act_fn="gelu", meanflow=meanflow,
     )
     decoder = CausalConditionalCFM(spk_emb_dim=80, cfm_params=CFM_PARAMS, estimator=estimator)
     s3.flow = CausalMaskedDiffWithXvec(input_size=d, encoder=encoder, decoder=decoder)
@@ -128,17 +132,19 @@ def _tiny_s3gen(seed: int):
     return s3
 
 
-def _checkpoint_file(checkpoint: Path) -> Path:
+def _checkpoint_file(checkpoint: Path, name: str = "s3gen.safetensors") -> Path:
     checkpoint = Path(checkpoint)
-    f = checkpoint / "s3gen.safetensors" if checkpoint.is_dir() else checkpoint
+    f = checkpoint / name if checkpoint.is_dir() else checkpoint
     if not f.is_file():
         raise FileNotFoundError(f"S3Gen checkpoint file missing: {f}")
     return f
 
 
-def build_s3gen(config: str, seed: int, checkpoint: Optional[Path] = None):
+def build_s3gen(config: str, seed: int, checkpoint: Optional[Path] = None, meanflow: bool = False):
     """The reference S3Gen (S3Token2Wav) in eval mode: tiny / full random
-    (seeded_init) or loaded from s3gen.safetensors like ChatterboxTTS.from_local."""
+    (seeded_init) or loaded from s3gen.safetensors like ChatterboxTTS.from_local.
+    meanflow=True: Turbo's S3Gen(meanflow=True), from s3gen_meanflow.safetensors
+    (ChatterboxTurboTTS.from_local loads it with strict=True: unused keys are an error)."""
     from chatterbox.models.s3gen import S3Gen
 
     if config not in ("tiny", "full"):
@@ -146,14 +152,14 @@ def build_s3gen(config: str, seed: int, checkpoint: Optional[Path] = None):
     if checkpoint is not None:
         if config != "full":
             raise ValueError("a checkpoint needs config 'full'")
-        f = _checkpoint_file(checkpoint)
+        f = _checkpoint_file(checkpoint, "s3gen_meanflow.safetensors" if meanflow else "s3gen.safetensors")
         try:
             from safetensors.torch import load_file
 
             state = load_file(str(f))
         except Exception as e:  # noqa: BLE001
             raise RuntimeError(f"S3Gen checkpoint file malformed: {f}: {type(e).__name__}: {e}") from None
-        s3 = S3Gen()
+        s3 = S3Gen(meanflow=True) if meanflow else S3Gen()
         missing, unexpected = s3.load_state_dict(state, strict=False)
         # from_local loads with strict=False; the buffers it rebuilds itself may be absent
         ignorable = set(getattr(S3Gen, "ignore_state_dict_missing", ())) | {"trim_fade", "num_batches_tracked"}
@@ -162,10 +168,17 @@ def build_s3gen(config: str, seed: int, checkpoint: Optional[Path] = None):
             raise RuntimeError(
                 f"S3Gen checkpoint file malformed: {f}: {len(missing)} missing weights (e.g. {missing[:3]})"
             )
+        if unexpected and meanflow:  # from_local of Turbo loads strictly
+            raise RuntimeError(
+                f"S3Gen checkpoint file malformed: {f}: {len(unexpected)} keys not in S3Gen(meanflow=True) (e.g. {unexpected[:3]})"
+            )
         if unexpected:  # ignored by the reference as well
             log(f"WARNING {f}: {len(unexpected)} keys not used by S3Gen (e.g. {unexpected[:3]})")
         return s3.eval()
-    s3 = _tiny_s3gen(seed) if config == "tiny" else S3Gen()
+    if config == "tiny":
+        s3 = _tiny_s3gen(seed, meanflow)
+    else:
+        s3 = S3Gen(meanflow=True) if meanflow else S3Gen()
     seeded_init(s3, seed)
     return s3.eval()
 
@@ -312,29 +325,10 @@ def export_components(ctx, tts) -> None:
     )
 
     # flow_estimator: one CFM velocity evaluation
-    m = graphs.FlowEstimatorGraph(s3.flow.decoder.estimator).eval()
-
-    def est_inputs(b, t):
-        x = torch.randn(b, 80, t, generator=g)
-        mask = torch.ones(b, 1, t)
-        mu = torch.randn(b, 80, t, generator=g)
-        tt = torch.rand(b, generator=g)
-        spks = torch.randn(b, 80, generator=g)
-        cond = torch.randn(b, 80, t, generator=g)
-        if b == 2:  # the CFG layout: row 1 is unconditional
-            mu[1] = 0
-            spks[1] = 0
-            cond[1] = 0
-            tt[1] = tt[0]
-        return (x, mask, mu, tt, spks, cond)
-
-    bt = {0: "batch", 2: "frames"}
-    _export(
-        ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond"], ["velocity"],
-        {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt, "velocity": bt},
-        [est_inputs(2, 14), est_inputs(2, 97), est_inputs(1, 30)],
-        fp16=True,
-    )
+    if getattr(s3.flow.decoder.estimator, "meanflow", False):
+        _export_meanflow_estimator(ctx, s3.flow.decoder.estimator, g)
+    else:
+        _export_cfm_estimator(ctx, s3.flow.decoder.estimator, g)
 
     # hift: mel + SineGen draws -> 24 kHz wav
     m = graphs.HiftGraph(s3.mel2wav).eval()
@@ -358,6 +352,72 @@ def export_components(ctx, tts) -> None:
         ctx, "perth", m, (test_signal(32000, PERTH_SR, 10),), ["wav"], ["wav_out"],
         {"wav": {1: "samples"}, "wav_out": {1: "out_samples"}},
         [(test_signal(16000, PERTH_SR, 11),), (test_signal(50017, PERTH_SR, 12),)],
+    )
+
+
+def _export_cfm_estimator(ctx, estimator, g) -> None:
+    """flow_estimator of the original S3Gen: x, mask, mu, t, spks, cond -> velocity
+    (check inputs in the CFG layout, batch 2 and 1)."""
+    m = graphs.FlowEstimatorGraph(estimator).eval()
+
+    def est_inputs(b, t):
+        x = torch.randn(b, 80, t, generator=g)
+        mask = torch.ones(b, 1, t)
+        mu = torch.randn(b, 80, t, generator=g)
+        tt = torch.rand(b, generator=g)
+        spks = torch.randn(b, 80, generator=g)
+        cond = torch.randn(b, 80, t, generator=g)
+        if b == 2:  # the CFG layout: row 1 is unconditional
+            mu[1] = 0
+            spks[1] = 0
+            cond[1] = 0
+            tt[1] = tt[0]
+        return (x, mask, mu, tt, spks, cond)
+
+    bt = {0: "batch", 2: "frames"}
+    _export(
+        ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond"], ["velocity"],
+        {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt, "velocity": bt},
+        [est_inputs(2, 14), est_inputs(2, 97), est_inputs(1, 30)],
+        fp16=True,
+    )
+
+
+class MeanflowEstimatorGraph(torch.nn.Module):
+    """x, mask, mu, t, spks, cond, r -> velocity: one call of Turbo's meanflow
+    ConditionalDecoder (t and r both go through the sinusoidal embedding and the
+    time MLP, then the time mixer)."""
+
+    def __init__(self, estimator):
+        super().__init__()
+        self.estimator = estimator
+
+    def forward(self, x, mask, mu, t, spks, cond, r):
+        return self.estimator(x, mask, mu, t, spks, cond, r)
+
+
+def _export_meanflow_estimator(ctx, estimator, g) -> None:
+    """flow_estimator of a meanflow S3Gen (Turbo): the original inputs plus `r` [B]
+    (the step's end time); batch 1 as basic_euler runs it, batch 2 checked too."""
+    m = MeanflowEstimatorGraph(estimator).eval()
+
+    def est_inputs(b, t):
+        x = torch.randn(b, 80, t, generator=g)
+        mask = torch.ones(b, 1, t)
+        mu = torch.randn(b, 80, t, generator=g)
+        tt = torch.rand(b, generator=g) * 0.5
+        spks = torch.randn(b, 80, generator=g)
+        cond = torch.randn(b, 80, t, generator=g)
+        r = tt + 0.5
+        return (x, mask, mu, tt, spks, cond, r)
+
+    bt = {0: "batch", 2: "frames"}
+    _export(
+        ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond", "r"], ["velocity"],
+        {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt, "r": {0: "batch"},
+         "velocity": bt},
+        [est_inputs(1, 14), est_inputs(1, 97), est_inputs(2, 30)],
+        fp16=True,
     )
 
 
@@ -488,14 +548,46 @@ def reference_perth_32k(wm, wav_32k: np.ndarray) -> np.ndarray:
     return out.numpy()
 
 
+def hift_watermark_goldens(ctx, tts, mel, g):
+    """hift_phase_init, hift_sine_noise (drawn from `g` in that order), hift_wav,
+    wm_input_24k, wm_output_24k, wm_input_32k, wm_output_32k for the mel [1, 80, F]
+    (the reference HiFT, trim-fade and Perth); returns (wav, x24, x32, out24, out32)."""
+    import librosa
+
+    s3 = _s3(tts)
+    f = mel.shape[2]
+    phase = (torch.rand(1, N_HARM, 1, generator=g) * 2 - 1) * np.pi
+    phase[:, 0] = 0
+    sine_noise = torch.randn(1, N_HARM, SAMPLES_PER_FRAME * f, generator=g)
+    wav = reference_hift(s3, mel, phase, sine_noise)
+    ctx.add_golden("hift_phase_init", phase, "SineGen phase_vec: uniform [-pi, pi) (harmonic 0 = 0), injected by "
+                   "patching hifigan.Uniform")
+    ctx.add_golden("hift_sine_noise", sine_noise, "SineGen randn_like(sine_waves), standard normal, injected by "
+                   "patching torch.randn_like")
+    ctx.add_golden("hift_wav", wav, "reference HiFTGenerator.inference(flow_mel) with those draws, before the trim-fade")
+    wm = tts.watermarker
+    x24 = wav[0].clone()
+    x24[: len(s3.trim_fade)] *= s3.trim_fade
+    x24 = x24.numpy().astype(np.float32)
+    out24 = wm.apply_watermark(x24, sample_rate=S3GEN_SR)
+    x32 = librosa.resample(x24, orig_sr=S3GEN_SR, target_sr=PERTH_SR)
+    out32 = reference_perth_32k(wm, x32)
+    ctx.add_golden("wm_input_24k", x24[None], "hift_wav with the reference trim-fade (20 ms zeros, 20 ms raised cosine)")
+    ctx.add_golden("wm_output_24k", np.asarray(out24, dtype=np.float32)[None],
+                   "PerthImplicitWatermarker.apply_watermark(wm_input_24k, 24000) end to end (librosa soxr_hq resampling)")
+    ctx.add_golden("wm_input_32k", x32.astype(np.float32)[None],
+                   "librosa.resample(wm_input_24k, 24000, 32000), as apply_watermark does")
+    ctx.add_golden("wm_output_32k", out32.astype(np.float32)[None],
+                   "the 32 kHz core of apply_watermark on wm_input_32k (= the perth graph); length 320 * floor(n / 320)")
+    return wav, x24, x32, out24, out32
+
+
 @torch.no_grad()
 def make_goldens(ctx, tts, voice=None, n_tokens: int = 24) -> dict:
     """flow_tokens, flow_mu, flow_noise, flow_mel, hift_phase_init,
     hift_sine_noise, hift_wav, wm_input_32k, wm_output_32k, wm_input_24k,
     wm_output_24k (docs/BUNDLE.md). `voice`: the S3Gen conditioning (embed_ref
     dict, gen.* dict, or None for tts.conds.gen)."""
-    import librosa
-
     s3 = _s3(tts)
     gen = _voice_gen(tts, voice)
     n_prompt = gen["prompt_token"].shape[1]
@@ -516,31 +608,8 @@ def make_goldens(ctx, tts, voice=None, n_tokens: int = 24) -> dict:
     ctx.add_golden("flow_mel", mel, "reference flow.inference output: 10 Euler steps, cosine schedule, CFG 0.7, "
                    "prompt cond = prompt_mel, prompt frames removed")
 
+    wav, x24, x32, out24, out32 = hift_watermark_goldens(ctx, tts, mel, g)
     f = mel.shape[2]
-    phase = (torch.rand(1, N_HARM, 1, generator=g) * 2 - 1) * np.pi
-    phase[:, 0] = 0
-    sine_noise = torch.randn(1, N_HARM, SAMPLES_PER_FRAME * f, generator=g)
-    wav = reference_hift(s3, mel, phase, sine_noise)
-    ctx.add_golden("hift_phase_init", phase, "SineGen phase_vec: uniform [-pi, pi) (harmonic 0 = 0), injected by "
-                   "patching hifigan.Uniform")
-    ctx.add_golden("hift_sine_noise", sine_noise, "SineGen randn_like(sine_waves), standard normal, injected by "
-                   "patching torch.randn_like")
-    ctx.add_golden("hift_wav", wav, "reference HiFTGenerator.inference(flow_mel) with those draws, before the trim-fade")
-
-    wm = tts.watermarker
-    x24 = wav[0].clone()
-    x24[: len(s3.trim_fade)] *= s3.trim_fade
-    x24 = x24.numpy().astype(np.float32)
-    out24 = wm.apply_watermark(x24, sample_rate=S3GEN_SR)
-    x32 = librosa.resample(x24, orig_sr=S3GEN_SR, target_sr=PERTH_SR)
-    out32 = reference_perth_32k(wm, x32)
-    ctx.add_golden("wm_input_24k", x24[None], "hift_wav with the reference trim-fade (20 ms zeros, 20 ms raised cosine)")
-    ctx.add_golden("wm_output_24k", np.asarray(out24, dtype=np.float32)[None],
-                   "PerthImplicitWatermarker.apply_watermark(wm_input_24k, 24000) end to end (librosa soxr_hq resampling)")
-    ctx.add_golden("wm_input_32k", x32.astype(np.float32)[None],
-                   "librosa.resample(wm_input_24k, 24000, 32000), as apply_watermark does")
-    ctx.add_golden("wm_output_32k", out32.astype(np.float32)[None],
-                   "the 32 kHz core of apply_watermark on wm_input_32k (= the perth graph); length 320 * floor(n / 320)")
     log(f"s3gen goldens: prompt {n_prompt} + {n_tokens} tokens, hift {wav.shape[1]} samples")
     return {
         "flow": {"prompt_tokens": n_prompt, "prompt_frames": 2 * n_prompt, "new_tokens": n_tokens, "steps": 10,

@@ -9,4 +9,4 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --upgrade pip
 "$venv/bin/pip" install -r "$here/requirements.txt"
 "$venv/bin/pip" install --no-deps chatterbox-tts==0.1.7
-"$venv/bin/python" -c "import chatterbox.tts, perth, s3tokenizer, onnxruntime; print('export env ready:', '$venv')"
+"$venv/bin/python" -c "import chatterbox.tts, chatterbox.tts_turbo, pyloudnorm, perth, s3tokenizer, onnxruntime; print('export env ready:', '$venv')"

@@ -246,13 +246,9 @@ def _speech_noise(n: int, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def export_components(ctx: ExportContext, tts) -> None:
-    t3, ve = tts.t3, tts.ve
-    cfg = t3.cfg
-    d = cfg.hidden_size
-    g = torch.Generator().manual_seed(ctx.seed + 100)
-
-    # voice_encoder
+def export_voice_encoder(ctx: ExportContext, ve: VoiceEncoder) -> None:
+    """voice_encoder: the graph module is checked against the reference
+    `embeds_from_wavs` (no trim) at three lengths, then exported."""
     veg = VoiceEncoderGraph(ve).eval()
     wavs = [torch.from_numpy(_speech_noise(n, ctx.seed + i))[None] for i, n in enumerate((40000, 12345, 16000 * 3 + 77))]
     with torch.no_grad():
@@ -264,6 +260,15 @@ def export_components(ctx: ExportContext, tts) -> None:
                 raise RuntimeError(f"voice_encoder graph module differs from the reference: {err:.3g}")
     ctx.export("voice_encoder", veg, (wavs[0],), ["wav"], ["embedding"],
                {"wav": {1: "samples"}}, [(w,) for w in wavs[1:]] + [(wavs[0],)])
+
+
+def export_components(ctx: ExportContext, tts) -> None:
+    t3, ve = tts.t3, tts.ve
+    cfg = t3.cfg
+    d = cfg.hidden_size
+    g = torch.Generator().manual_seed(ctx.seed + 100)
+
+    export_voice_encoder(ctx, ve)
 
     # t3_text_embed
     def tok(b, n, hi):

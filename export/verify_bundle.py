@@ -1,4 +1,4 @@
-"""Checks a chatterbox-ort bundle (docs/BUNDLE.md).
+"""Checks a chatterbox-ort bundle (docs/BUNDLE.md), original or turbo family.
 
     python export/verify_bundle.py BUNDLE_DIR [--reproduce]
 
@@ -46,7 +46,18 @@ _TYPES = {
 def _check(value, schema: dict, root: dict, where: str) -> None:
     """A validator for the JSON Schema subset manifest.schema.json uses
     ($ref, type, const, enum, required, properties, additionalProperties, items,
-    minItems, maxItems, minimum, minLength, pattern)."""
+    minItems, maxItems, minimum, minLength, pattern, allOf, if / then / else)."""
+    for sub in schema.get("allOf", []):
+        _check(value, sub, root, where)
+    if "if" in schema:
+        try:
+            _check(value, schema["if"], root, where)
+            holds = True
+        except SchemaError:
+            holds = False
+        branch = schema.get("then" if holds else "else")
+        if branch is not None:
+            _check(value, branch, root, where)
     if "$ref" in schema:
         ref = schema["$ref"]
         if not ref.startswith("#/"):
@@ -206,6 +217,131 @@ def sampler_reference(logits2, history, cfg_weight, penalty, temperature, min_p,
     return x[None]
 
 
+def turbo_sampler_reference(logits, history, temperature, top_k, top_p, penalty):
+    """The Turbo sampler of docs/BUNDLE.md in numpy, in inference_turbo's order:
+    temperature, top_k, top_p, repetition penalty (HF processors' rules)."""
+    import numpy as np
+
+    x = logits.reshape(-1).astype(np.float32) / np.float32(temperature)
+    k = min(int(top_k), x.size)
+    if k > 0:
+        kth = np.sort(x)[-k]
+        x = np.where(x < kth, np.float32(-np.inf), x).astype(np.float32)
+    if top_p < 1.0:
+        order = np.argsort(x, kind="stable")  # ascending, as HF's TopPLogitsWarper
+        q = np.exp((x[order] - x.max()).astype(np.float64))
+        cum = np.cumsum(q / q.sum())
+        drop = cum <= 1 - top_p
+        drop[-1] = False
+        x[order[drop]] = -np.inf
+    ids = np.unique(history)
+    v = x[ids]
+    x[ids] = np.where(v < 0, v * np.float32(penalty), v / np.float32(penalty))
+    return x[None]
+
+
+def check_tokenizer(bundle: Path, facts: dict) -> list[str]:
+    """tokenizer.json (HF `tokenizers`, as the engine loads it) against the golden ids."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    cases = [{"text": facts["normalized_text"], "ids": facts["text_token_ids"]}] + list(facts.get("tokenizer_cases", []))
+    cases += [{"text": c["normalized"], "ids": c["ids"]} for c in facts.get("punc_norm_cases", [])]
+    bad = [c["text"] for c in cases if tok.encode(c["text"]).ids != c["ids"]]
+    print(f"  golden tokenizer: {len(cases) - len(bad)} of {len(cases)} texts give the golden ids")
+    return [f"tokenizer.json: {t!r} does not give the golden ids" for t in bad]
+
+
+def check_goldens_turbo(bundle: Path, manifest: dict, g: dict, facts: dict, run, compare, tokens_match) -> list[str]:
+    """The Turbo chain (docs/BUNDLE.md, "The turbo family") on the goldens: loudness,
+    conditioning, tokenizer, T3 prefill + cached decode, sampler rules, meanflow Euler,
+    HiFT, Perth."""
+    import numpy as np
+
+    from common import rel_error
+
+    errors = check_tokenizer(bundle, facts)
+    gen = manifest["generation"]
+    cfg = manifest["config"]
+    f32 = np.float32
+    if not np.array_equal(g["text_tokens"][0], np.asarray(facts["text_token_ids"])):
+        errors.append("goldens.json text_token_ids differ from the text_tokens tensor")
+    # loudness normalisation: ref_24k = ref_24k_raw * 10^((target - L) / 20)
+    lufs = facts["voice"]["loudness_lufs"]
+    gain = 10.0 ** ((cfg["voice"]["loudness_lufs"] - lufs) / 20.0)
+    compare("ref_24k_raw x loudness gain vs ref_24k", g["ref_24k"], g["ref_24k_raw"] * gain, tol=1e-6)
+    compare("loudness_lufs tensor vs goldens.json", np.array([lufs]), g["loudness_lufs"], tol=1e-6)
+    # conditioning
+    compare("voice_encoder(ve_trimmed) vs ve_embedding", g["ve_embedding"], run("voice_encoder", wav=g["ve_trimmed"][None])[0])
+    n16 = int(cfg["t3"]["prompt_seconds"] * 16000)
+    plen = int(cfg["t3"]["prompt_max_tokens"])
+    tokens_match("s3_tokenizer(ref_16k[:15 s]) vs t3_prompt_tokens",
+                 g["t3_prompt_tokens"], run("s3_tokenizer", wav=g["ref_16k"][None, :n16])[0][:, :plen])
+    s3t = run("s3_tokenizer", wav=g["s3gen_ref_16k"][None])[0]
+    n_tok = g["s3gen_prompt_tokens"].shape[1]
+    tokens_match("s3_tokenizer(s3gen_ref_16k) vs s3gen_prompt_tokens", g["s3gen_prompt_tokens"], s3t[:, :n_tok])
+    compare("campplus(s3gen_ref_16k) vs xvector", g["xvector"], run("campplus", wav=g["s3gen_ref_16k"][None])[0])
+    mel = run("s3gen_mel", wav=g["ref_24k"][None, : 10 * 24000])[0]
+    compare("s3gen_mel(ref_24k[:10 s]) vs prompt_mel", g["prompt_mel"], mel[:, : g["prompt_mel"].shape[1]])
+
+    # T3 chain: prefill cond | text | speech_emb(6561), then one token at a time
+    pe = run("t3_speech_embed", tokens=g["t3_prompt_tokens"])[0]
+    cond = run("t3_cond", speaker_emb=g["ve_embedding"], prompt_embeds=pe)[0]
+    compare("t3_cond", g["t3_cond"], cond)
+    te = run("t3_text_embed", tokens=g["text_tokens"])[0]
+    tf = g["tf_speech_tokens"]
+    sp = run("t3_speech_embed", tokens=tf)[0]
+    x = np.concatenate([cond, te, sp[:, :1]], 1)
+    dec = manifest["components"]["t3_decoder"]
+    n_layers = sum(1 for i in dec["inputs"] if i["name"].startswith("past_key_"))
+    kv = {i["name"]: np.zeros([1] + [0 if d == "past" else d for d in i["shape"][1:]], f32)
+          for i in dec["inputs"] if i["name"].startswith("past_")}
+    logits = []
+    for j in range(tf.shape[1]):
+        out = run("t3_decoder", inputs_embeds=x if j == 0 else sp[:, j:j + 1], **kv)
+        logits.append(out[0][:, -1])
+        kv = {f"past_{kind}_{i}": out[1 + 2 * i + (kind == "value")] for i in range(n_layers) for kind in ("key", "value")}
+    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], np.stack(logits, 1))
+
+    # sampler rules
+    for k in facts.get("t3", {}).get("sampler_steps", []):
+        got = turbo_sampler_reference(g[f"sampler_logits_{k}"], g[f"sampler_history_{k}"], gen["temperature"],
+                                      gen["top_k"], gen["top_p"], gen["repetition_penalty"])
+        ref = g[f"sampler_processed_{k}"]
+        same_mask = np.array_equal(np.isinf(ref), np.isinf(got))
+        fin = np.isfinite(ref)
+        e = rel_error(ref[fin], got[fin]) if same_mask else float("inf")
+        print(f"  golden sampler step {k}: kept set {'identical' if same_mask else 'DIFFERS'} "
+              f"({int(fin.sum())} kept), rel error {e:.3g}")
+        if not (same_mask and e <= 1e-6):
+            errors.append(f"golden sampler step {k}: the BUNDLE.md turbo sampler rules do not reproduce sampler_processed_{k}")
+
+    # S3Gen chain: meanflow Euler (linear schedule, no CFG, batch 1)
+    toks = np.concatenate([g["s3gen_prompt_tokens"], g["flow_tokens"]], 1)
+    sil = cfg["speech"]["silence_token"]
+    if not np.all(g["flow_tokens"][0, -cfg["speech"]["silence_tokens"]:] == sil):
+        errors.append("flow_tokens do not end with the silence tokens")
+    mu, spks = run("flow_encoder", tokens=toks, speaker_emb=g["xvector"])
+    compare("flow_encoder vs flow_mu", g["flow_mu"], mu)
+    frames = mu.shape[2]
+    n_prompt = g["prompt_mel"].shape[1]
+    condm = np.zeros((1, 80, frames), f32)
+    condm[:, :, :n_prompt] = g["prompt_mel"].transpose(0, 2, 1)
+    steps = int(gen["flow_steps"])
+    t_span = np.linspace(0, 1, steps + 1, dtype=f32)
+    xcur = g["flow_noise"].copy()
+    mask = np.ones((1, 1, frames), f32)
+    for i in range(steps):
+        t, r = t_span[i:i + 1], t_span[i + 1:i + 2]
+        v = run("flow_estimator", x=xcur, mask=mask, mu=mu, t=t, spks=spks, cond=condm, r=r)[0]
+        xcur = xcur + (r - t) * v
+    compare("meanflow Euler loop (flow_estimator) vs flow_mel", g["flow_mel"], xcur[:, :, n_prompt:], tol=1e-2)
+    wav = run("hift", mel=g["flow_mel"], phase_init=g["hift_phase_init"], sine_noise=g["hift_sine_noise"])[0]
+    compare("hift(flow_mel) vs hift_wav", g["hift_wav"], wav)
+    compare("perth(wm_input_32k) vs wm_output_32k", g["wm_output_32k"], run("perth", wav=g["wm_input_32k"])[0])
+    return errors
+
+
 def check_goldens(bundle: Path, manifest: dict) -> list[str]:
     """Runs the bundle's graphs on the golden inputs and compares with the reference
     outputs in goldens/goldens.safetensors (T3 chain, sampler rules, S3Gen chain)."""
@@ -242,6 +378,10 @@ def check_goldens(bundle: Path, manifest: dict) -> list[str]:
         print(f"  golden {what}: {bad} of {len(ref)} tokens differ")
         if bad > 0.01 * len(ref):
             errors.append(f"golden {what}: {bad} of {len(ref)} tokens differ")
+
+    if manifest["model"].get("family", "original") == "turbo":
+        turbo_errors = check_goldens_turbo(bundle, manifest, g, facts, run, compare, tokens_match)
+        return errors + turbo_errors  # compare() appends to `errors` too
 
     f32 = np.float32
     # conditioning
@@ -362,6 +502,8 @@ def reproduce(bundle: Path, manifest: dict) -> list[str]:
 
     m = manifest["model"]
     argv = ["--config", m["config"], "--out", None]
+    if m.get("family", "original") != "original":
+        argv = ["--family", m["family"]] + argv
     if m["origin"]["kind"] == "checkpoint":
         argv += ["--checkpoint", m["origin"]["path"]]
     else:

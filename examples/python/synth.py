@@ -47,6 +47,7 @@ class CbxRequest(ctypes.Structure):
         ("min_new_tokens", ctypes.c_uint32),
         ("flow_steps", ctypes.c_uint32),
         ("watermark", ctypes.c_int32),
+        ("top_k", ctypes.c_uint32),
     ]
 
 
