@@ -6,9 +6,21 @@ synthesizing with the origin's own memory methods, measured like `chatterbox-ort
         [--runs N] [--tokens T] [--device auto|cpu|cuda] [--threads N] --out baseline.json
 
 Run it with the export venv (~/.cache/chatterbox-ort/export-venv/bin/python): it imports
-the model builders of export/ (`export_bundle.build_tts`), so the weights are the bundle's
-own (the seeded random weights of `export_bundle.py --seed S`, config and seed read from the
+the model builders of export/ (`export_bundle.build_tts`, or `turbo_side.build_tts` for a
+bundle of the turbo family), so the weights are the bundle's own (the seeded random weights
+of `export_bundle.py [--family turbo] --seed S`, family, config and seed read from the
 bundle's manifest; a bundle exported from a checkpoint is not supported here).
+
+Families (the manifest's `model.family`):
+
+* `original`: `ChatterboxTTS.generate`, stages `t3` (`T3.inference`) and `s3gen`
+  (`S3Gen.inference`: flow + HiFT).
+* `turbo`: `ChatterboxTurboTTS.generate`, stages `t3` (`T3.inference_turbo`), `s3gen`
+  (`S3Gen.flow_inference`: meanflow, 2 steps), `vocoder` (`S3Gen.hift_inference`) and
+  `watermark` (`apply_watermark`), plus `t3_prefill` (up to the first draw) and
+  `t3_per_token` (the rest of T3 over T: one decoder step per token). The tokenizer is the
+  bundle's tokenizer.json (loaded with `turbo_side.load_tokenizer`, ids checked against the
+  file); the 3 silence tokens `generate` appends reach S3Gen after the T forced ones (checked).
 
 Modes, each in a fresh process (this script re-runs itself with `--worker MODE`):
 
@@ -24,9 +36,10 @@ Modes, each in a fresh process (this script re-runs itself with `--worker MODE`)
 
 Exactly T speech tokens per synthesis: a forward hook on `t3.speech_head` gives every
 non-speech token (>= 6561: stop, start, the rest) a logit of -1e30 for the first T steps
-and lets only the stop token through at step T + 1, so the reference `T3.inference` loop,
-sampler included, runs unchanged and yields T tokens (the Rust engine's `min_new_tokens`
-does the same suppression).
+and lets only the stop token through at step T + 1, so the reference `T3.inference` loop
+(Turbo: `T3.inference_turbo`, whose first draw comes from the prefill), sampler included,
+runs unchanged and yields T tokens (the Rust engine's `min_new_tokens` does the same
+suppression). Turbo draws at most 1 + 1000 tokens, so T <= 1000 there.
 
 Output: a report in the JSON schema of `chatterbox-ort bench` (`chatterbox-ort-bench/1`),
 merged with `chatterbox-ort bench --baseline baseline.json`.
@@ -51,6 +64,17 @@ SPEECH_CODES = 6561
 SUPPRESSED_LOGIT = -1e30
 DEFAULT_TEXT = "Memory is the treasury and guardian of all things, and speech is its most faithful messenger."
 DEFAULT_WEIGHTS = Path.home() / ".cache" / "chatterbox-ort" / "torch-baseline"
+# Turbo: inference_turbo draws one token from the prefill, then at most max_gen_len (1000) more.
+TURBO_MAX_TOKENS = 1000
+# The state-dict files of a family's cache, named as its checkpoint names them (so the
+# family's build_tts loads them as a checkpoint for config `full`).
+WEIGHT_FILES = {
+    "original": {"ve": "ve.safetensors", "t3": "t3_cfg.safetensors", "s3gen": "s3gen.safetensors"},
+    "turbo": {"ve": "ve.safetensors", "t3": "t3_turbo_v1.safetensors", "s3gen": "s3gen_meanflow.safetensors"},
+}
+# GPT-2's token embedding: from_local loads it (strictly) and deletes it, inputs are always
+# embeddings; the cache holds a zero placeholder only so that the strict load passes.
+TURBO_UNUSED_T3_KEYS = ("tfmr.wte.weight",)
 
 
 # ----------------------------------------------------------------------------- /proc
@@ -121,6 +145,60 @@ def bundle_origin(manifest: dict) -> tuple[str, int]:
     return model["config"], int(origin["seed"])
 
 
+def bundle_family(manifest: dict) -> str:
+    family = manifest["model"].get("family", "original")
+    if family not in WEIGHT_FILES:
+        raise SystemExit(f"baseline_torch: bundle family {family!r} is not supported (original | turbo)")
+    return family
+
+
+def weights_key(manifest: dict) -> str:
+    """The cache folder name under --weights-dir: family + config + seed (the original
+    family keeps its earlier name `CONFIG-seedS`)."""
+    config, seed = bundle_origin(manifest)
+    family = bundle_family(manifest)
+    return f"{config}-seed{seed}" if family == "original" else f"{family}-{config}-seed{seed}"
+
+
+def turbo_tokenizer(bundle: Path, folder: Path, texts=()):
+    """The bundle's tokenizer.json as a transformers tokenizer, loaded like from_local
+    (`turbo_side.load_tokenizer`: AutoTokenizer.from_pretrained(folder), pad = eos): `folder`
+    gets the file plus the tokenizer_config.json / special_tokens_map.json that turbo_side
+    writes for GPT-2 (model_max_length 1024). The ids are checked against the file itself
+    (`tokenizers.Tokenizer`) on `texts`, the tags and turbo_side's test strings."""
+    import shutil
+
+    import turbo_side
+    from tokenizers import Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(bundle / "tokenizer.json", folder / "tokenizer.json")
+    special = {"bos_token": turbo_side.ENDOFTEXT, "eos_token": turbo_side.ENDOFTEXT, "unk_token": turbo_side.ENDOFTEXT}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "GPT2Tokenizer", "model_max_length": turbo_side.TOKENIZER_MAX_LENGTH,
+         "add_prefix_space": False, "add_bos_token": False, **special}, indent=2))
+    tok = turbo_side.load_tokenizer(folder)
+    ref = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    cases = tuple(texts) + (turbo_side.GOLDEN_TEXT,) + turbo_side.TOKENIZER_CASES + tuple(turbo_side.TAGS)
+    for text in cases:
+        got = tok(text, truncation=True).input_ids
+        want = ref.encode(text).ids[:turbo_side.TOKENIZER_MAX_LENGTH]
+        if got != want:
+            raise RuntimeError(f"{bundle / 'tokenizer.json'}: the transformers tokenizer gives other ids on {text!r}: "
+                               f"{got[:12]} vs {want[:12]}")
+    return tok
+
+
+def build_turbo(bundle: Path, config: str, seed: int, checkpoint: Path | None, tok_dir: Path, texts=()):
+    """turbo_side.build_tts with the bundle's tokenizer (random weights, or the cached
+    state dicts as a checkpoint folder for config `full`)."""
+    import turbo_side
+
+    turbo_tokenizer(bundle, tok_dir, texts)
+    return turbo_side.build_tts(config, seed, checkpoint, tok_dir)
+
+
 def prepare_weights(bundle: Path, weights_dir: Path) -> None:
     """Builds the bundle's seeded models once and saves their state dicts, so each
     mode's process loads files (like ChatterboxTTS.from_local) instead of re-drawing
@@ -130,7 +208,10 @@ def prepare_weights(bundle: Path, weights_dir: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    config, seed = bundle_origin(read_manifest(bundle))
+    manifest = read_manifest(bundle)
+    config, seed = bundle_origin(manifest)
+    if bundle_family(manifest) == "turbo":
+        return prepare_turbo_weights(bundle, weights_dir, config, seed)
     weights_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tts = export_bundle.build_tts(config, seed, None, bundle / "tokenizer.json")
@@ -140,21 +221,49 @@ def prepare_weights(bundle: Path, weights_dir: Path) -> None:
     (weights_dir / "origin.json").write_text(json.dumps({"config": config, "seed": seed}))
 
 
-def weights_ready(weights_dir: Path, config: str, seed: int) -> bool:
+def prepare_turbo_weights(bundle: Path, weights_dir: Path, config: str, seed: int) -> None:
+    """The Turbo models of turbo_side.build_tts, saved under the names of a Turbo
+    checkpoint (ve, t3_turbo_v1, s3gen_meanflow .safetensors)."""
+    import tempfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory(prefix="cbx-baseline-tok-") as tmp:
+        tts = build_turbo(bundle, config, seed, None, Path(tmp))
+    files = WEIGHT_FILES["turbo"]
+    for name, module in (("ve", tts.ve), ("t3", tts.t3), ("s3gen", tts.s3gen)):
+        state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+        if name == "t3":
+            cfg = tts.t3.cfg
+            state[TURBO_UNUSED_T3_KEYS[0]] = torch.zeros(cfg.vocab_size, cfg.n_embd)
+        save_file(state, str(weights_dir / files[name]))
+    (weights_dir / "origin.json").write_text(json.dumps({"family": "turbo", "config": config, "seed": seed}))
+
+
+def weights_ready(weights_dir: Path, config: str, seed: int, family: str = "original") -> bool:
     try:
         o = json.loads((weights_dir / "origin.json").read_text())
     except (OSError, ValueError):
         return False
-    return o == {"config": config, "seed": seed} and all(
-        (weights_dir / f"{n}.safetensors").is_file() for n in ("ve", "t3_cfg", "s3gen"))
+    want = {"config": config, "seed": seed} if family == "original" else {"family": family, "config": config, "seed": seed}
+    return o == want and all((weights_dir / f).is_file() for f in WEIGHT_FILES[family].values())
 
 
-def load_into(module, path: Path) -> None:
-    """Loads a state-dict file into `module`, replacing its tensors (assign=True)."""
+def load_into(module, path: Path, skip=()) -> None:
+    """Loads a state-dict file into `module`, replacing its tensors (assign=True);
+    the keys in `skip` are not read."""
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    state = load_file(str(path))
+    if skip:
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys() if k not in skip}
+    else:
+        state = load_file(str(path))
     missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
     if unexpected:
         raise RuntimeError(f"{path}: unexpected keys {unexpected[:3]}")
@@ -181,12 +290,17 @@ def module_bytes(module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
-def load_voice(bundle: Path, device: str, exaggeration: float):
-    """The bundle's default voice (voice.safetensors) as the reference Conditionals."""
+def load_voice(bundle: Path, device: str, exaggeration: float, family: str = "original"):
+    """The bundle's default voice (voice.safetensors) as the reference Conditionals
+    (tts_turbo's Conditionals for Turbo, built the same way; its T3 ignores emotion_adv)."""
     import torch
     from chatterbox.models.t3.modules.cond_enc import T3Cond
-    from chatterbox.tts import Conditionals
     from safetensors.torch import load_file
+
+    if family == "turbo":
+        from chatterbox.tts_turbo import Conditionals
+    else:
+        from chatterbox.tts import Conditionals
 
     v = load_file(str(bundle / "voice.safetensors"))
     t3 = T3Cond(speaker_emb=v["t3.speaker_emb"], cond_prompt_speech_tokens=v["t3.cond_prompt_speech_tokens"],
@@ -228,8 +342,9 @@ class Stages:
     """Brings a module in before its stage and sends it out after, per mode; counts
     what it did for the run metrics."""
 
-    def __init__(self, mode: str, device: str, weights: dict):
+    def __init__(self, mode: str, device: str, weights: dict, skip: dict | None = None):
         self.mode, self.device, self.weights = mode, device, weights
+        self.skip = skip or {}
         self.reset()
 
     def reset(self) -> None:
@@ -253,7 +368,7 @@ class Stages:
             self.transfers += 1
             self.transfer_bytes += module_bytes(module)
         else:
-            load_into(module, self.weights[name])
+            load_into(module, self.weights[name], self.skip.get(name, ()))
             self.created += 1
         self.create_s += time.perf_counter() - t
 
@@ -285,6 +400,7 @@ def worker(args) -> dict:
     bundle = args.bundle
     manifest = read_manifest(bundle)
     config, seed = bundle_origin(manifest)
+    family = bundle_family(manifest)
     gen_cfg = manifest.get("generation", {})
     exaggeration = float(gen_cfg.get("exaggeration", 0.5))
     device = args.device
@@ -297,8 +413,17 @@ def worker(args) -> dict:
                      "moves; session figures count these reloads")
     if device == "cpu":
         notes.append("CPU only: no transfers or device memory to measure")
-    notes.append("ChatterboxTTS.generate (chatterbox-tts 0.1.7) as is; T3 attention: "
-                 "sdpa as set by export/t3_side.build_t3; T forced by a hook on t3.speech_head")
+    if family == "turbo":
+        notes.append("family turbo: ChatterboxTurboTTS.generate (chatterbox-tts 0.1.7) as is, with the bundle's "
+                     "sampler settings; T3 (GPT-2) attention: sdpa as set by export/turbo_side.build_t3; T forced by "
+                     "a hook on t3.speech_head; S3Gen got T + 3 tokens (the appended S3GEN_SIL); stage 's3gen' = "
+                     "S3Gen.flow_inference (meanflow), 'vocoder' = S3Gen.hift_inference, 'watermark' = "
+                     "apply_watermark, 't3_per_token' = (t3 - t3_prefill) / T")
+    else:
+        notes.append("ChatterboxTTS.generate (chatterbox-tts 0.1.7) as is; T3 attention: "
+                     "sdpa as set by export/t3_side.build_t3; T forced by a hook on t3.speech_head")
+
+    import tempfile
 
     import export_bundle
     import s3gen_side
@@ -308,17 +433,25 @@ def worker(args) -> dict:
 
     rss_before = rss_bytes()
     t0 = time.perf_counter()
-    weights_dir = args.weights_dir / f"{config}-seed{seed}"
-    if config == "full":
+    weights_dir = args.weights_dir / weights_key(manifest)
+    files = WEIGHT_FILES[family]
+    skip = {}
+    if family == "turbo":
+        # config full: the cached state dicts, loaded like ChatterboxTurboTTS.from_local
+        with tempfile.TemporaryDirectory(prefix="cbx-baseline-tok-") as tmp:
+            tts = build_turbo(bundle, config, seed, weights_dir if config == "full" else None, Path(tmp),
+                              texts=(args.text,))
+        skip = {"t3": TURBO_UNUSED_T3_KEYS}
+    elif config == "full":
         # load the saved state dicts, like ChatterboxTTS.from_local
         tts = export_bundle.build_tts(config, seed, weights_dir, bundle / "tokenizer.json")
     else:
         tts = export_bundle.build_tts(config, seed, None, bundle / "tokenizer.json")
-    weights = {"t3": weights_dir / "t3_cfg.safetensors", "s3gen": weights_dir / "s3gen.safetensors"}
-    del t3_side, s3gen_side, EnTokenizer
+    weights = {"t3": weights_dir / files["t3"], "s3gen": weights_dir / files["s3gen"]}
+    del t3_side, s3gen_side, EnTokenizer, ChatterboxTTS
     tts.device = device
-    tts.conds = load_voice(bundle, device, exaggeration)
-    stages = Stages(args.worker, device, weights)
+    tts.conds = load_voice(bundle, device, exaggeration, family)
+    stages = Stages(args.worker, device, weights, skip)
     if args.worker == "torch-resident":
         tts.t3.to(device)
         tts.s3gen.to(device)
@@ -336,14 +469,16 @@ def worker(args) -> dict:
 
     hook = FixedLength(args.tokens, tts.t3.hp.stop_speech_token)
     tts.t3.speech_head.register_forward_hook(hook)
-    t3_inference, s3_inference = tts.t3.inference, tts.s3gen.inference
     stage_s = {}
+    flow_steps = {"n": None}  # n_cfm_timesteps for S3Gen (None: the reference's 10; Turbo's generate: 2)
 
-    flow_steps = {"n": None}  # n_cfm_timesteps for S3Gen (None: the reference's 10)
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     def timed_stage(name, module, fn):
         def run(*a, **kw):
-            if name == "s3gen" and flow_steps["n"] is not None:
+            if name in ("s3gen", "s3gen_all") and flow_steps["n"] is not None:
                 kw["n_cfm_timesteps"] = flow_steps["n"]
             stages.enter(name, module)
             t = time.perf_counter()
@@ -356,8 +491,54 @@ def worker(args) -> dict:
                 stages.leave(name, module)
         return run
 
-    tts.t3.inference = timed_stage("t3", tts.t3, t3_inference)
-    tts.s3gen.inference = timed_stage("s3gen", tts.s3gen, s3_inference)
+    if family == "turbo":
+        silence = int(manifest["config"]["speech"].get("silence_tokens", 3))
+        check = {"t3_tokens": None, "s3gen_tokens": None, "t3_start": None, "first_draw": None}
+
+        def first_draw(_module, _inputs, _out):
+            if check["first_draw"] is None:
+                sync()
+                check["first_draw"] = time.perf_counter()
+
+        tts.t3.speech_head.register_forward_hook(first_draw)
+        t3_inference = tts.t3.inference_turbo
+
+        def t3_run(*a, **kw):
+            check["t3_start"] = time.perf_counter()
+            out = t3_inference(*a, **kw)
+            check["t3_tokens"] = int(out.shape[-1])
+            return out
+
+        s3_inference = tts.s3gen.inference
+
+        def s3_run(*a, **kw):
+            tokens = kw.get("speech_tokens", a[0] if a else None)
+            check["s3gen_tokens"] = int(tokens.shape[-1])
+            return s3_inference(*a, **kw)
+
+        def timed_call(name, fn):
+            def run(*a, **kw):
+                t = time.perf_counter()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    sync()
+                    stage_s[name] = stage_s.get(name, 0.0) + time.perf_counter() - t
+            return run
+
+        # enter/leave (offload) around T3 and around all of S3Gen (flow + HiFT); timings per part
+        tts.t3.inference_turbo = timed_stage("t3", tts.t3, t3_run)
+        tts.s3gen.inference = timed_stage("s3gen_all", tts.s3gen, s3_run)
+        tts.s3gen.flow_inference = timed_call("s3gen", tts.s3gen.flow_inference)
+        tts.s3gen.hift_inference = timed_call("vocoder", tts.s3gen.hift_inference)
+        tts.watermarker.apply_watermark = timed_call("watermark", tts.watermarker.apply_watermark)
+        weights = {"t3": weights["t3"], "s3gen_all": weights["s3gen"]}
+        stages.weights = weights
+        sampler = {k: gen_cfg[k] for k in ("temperature", "top_k", "top_p", "repetition_penalty") if k in gen_cfg}
+    else:
+        t3_inference, s3_inference = tts.t3.inference, tts.s3gen.inference
+        tts.t3.inference = timed_stage("t3", tts.t3, t3_inference)
+        tts.s3gen.inference = timed_stage("s3gen", tts.s3gen, s3_inference)
 
     def one_run(tokens: int, steps) -> dict:
         hook.tokens = tokens
@@ -371,11 +552,24 @@ def worker(args) -> dict:
         reset_peak_rss()
         torch.manual_seed(0)
         t = time.perf_counter()
-        wav = tts.generate(args.text, exaggeration=exaggeration)
+        if family == "turbo":
+            check.update(t3_tokens=None, s3gen_tokens=None, t3_start=None, first_draw=None)
+            wav = tts.generate(args.text, **sampler)
+        else:
+            wav = tts.generate(args.text, exaggeration=exaggeration)
         if device == "cuda":
             torch.cuda.synchronize()
         gen_s = time.perf_counter() - t
         audio_s = wav.shape[-1] / tts.sr
+        if family == "turbo":
+            if check["t3_tokens"] != tokens or check["s3gen_tokens"] != tokens + silence or hook.calls != tokens + 1:
+                raise RuntimeError(f"forced {tokens} speech tokens (+{silence} appended) but T3 returned "
+                                   f"{check['t3_tokens']}, S3Gen got {check['s3gen_tokens']} "
+                                   f"({hook.calls} draws)")
+            prefill = check["first_draw"] - check["t3_start"]
+            stage_s.pop("s3gen_all", None)  # = s3gen + vocoder + the fade-in
+            stage_s["t3_prefill"] = prefill
+            stage_s["t3_per_token"] = (stage_s["t3"] - prefill) / tokens
         m = {
             "gen_s": gen_s, "audio_s": audio_s, "rtf": gen_s / audio_s if audio_s > 0 else 0.0,
             "tokens": hook.calls - 1, "peak_rss_bytes": peak_rss_bytes(), "rss_after_bytes": rss_bytes(),
@@ -436,17 +630,23 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.bundle = args.bundle.resolve()
     if args.prepare:
-        config, seed = bundle_origin(read_manifest(args.bundle))
-        prepare_weights(args.bundle, args.weights_dir / f"{config}-seed{seed}")
+        prepare_weights(args.bundle, args.weights_dir / weights_key(read_manifest(args.bundle)))
         return 0
     if args.worker:
         print(json.dumps(worker(args)), flush=True)
         return 0
 
-    config, seed = bundle_origin(read_manifest(args.bundle))
-    wdir = args.weights_dir / f"{config}-seed{seed}"
+    manifest = read_manifest(args.bundle)
+    config, seed = bundle_origin(manifest)
+    family = bundle_family(manifest)
+    if family == "turbo" and not 1 <= max(args.tokens, args.warmup_tokens or 1) <= TURBO_MAX_TOKENS:
+        print(f"baseline_torch: Turbo draws at most {TURBO_MAX_TOKENS} speech tokens before the stop token "
+              f"(inference_turbo: 1 + max_gen_len 1000 draws); --tokens / --warmup-tokens must be 1..{TURBO_MAX_TOKENS}",
+              file=sys.stderr)
+        return 2
+    wdir = args.weights_dir / weights_key(manifest)
     common = ["--bundle", str(args.bundle), "--weights-dir", str(args.weights_dir)]
-    if not weights_ready(wdir, config, seed):
+    if not weights_ready(wdir, config, seed, family):
         print(f"baseline_torch: saving the bundle's seeded weights to {wdir} (once)", file=sys.stderr)
         if run_child(common + ["--prepare"]).returncode != 0:
             print("baseline_torch: preparing the weights failed", file=sys.stderr)
@@ -456,7 +656,7 @@ def main(argv=None) -> int:
         if mode not in ("torch-resident", "torch-offload"):
             print(f"baseline_torch: unknown mode {mode!r}", file=sys.stderr)
             return 2
-        print(f"== baseline: mode `{mode}` ({args.tokens} tokens, {args.runs} runs)", file=sys.stderr)
+        print(f"== baseline: mode `{mode}` ({family} family, {args.tokens} tokens, {args.runs} runs)", file=sys.stderr)
         t = time.time()
         extra = []
         if args.warmup_tokens:
@@ -477,7 +677,7 @@ def main(argv=None) -> int:
         results.append(json.loads(line))
     report = {
         "schema": SCHEMA, "created_unix_s": int(time.time()), "machine": machine(),
-        "config": {"bundle": str(args.bundle), "tokens": str(args.tokens), "runs": str(args.runs),
+        "config": {"bundle": str(args.bundle), "family": family, "tokens": str(args.tokens), "runs": str(args.runs),
                    "device": args.device, "threads": str(args.threads),
                    "warmup": f"{args.warmup_tokens or args.tokens} tokens, "
                              f"{args.warmup_flow_steps or 'default'} flow steps"},
