@@ -100,6 +100,12 @@ typedef struct CbxAudio CbxAudio;
 // Opaque; create with `cbx_engine_create`, free with `cbx_engine_free`.
 typedef struct CbxEngine CbxEngine;
 
+// The target voice of a conversion: S3Gen's conditionals of a clip (its
+// first 10 s: prompt speech tokens, prompt mel, speaker x-vector). Opaque
+// and immutable; free with `cbx_vc_target_free`. It does not borrow the
+// engine that made it.
+typedef struct CbxVcTarget CbxVcTarget;
+
 // A speaker's conditioning (embeddings, prompt tokens, prompt mel), made
 // from a reference clip or loaded from a voice file. Opaque and immutable;
 // free with `cbx_voice_free`. A voice does not borrow the engine that made
@@ -172,6 +178,10 @@ typedef struct CbxRequest {
     uint32_t flow_steps;
     // Non-zero: embed the Perth watermark.
     int32_t watermark;
+    // top-k filter (Turbo; 0 disables it; the original model ignores it),
+    // <= 1048576. Appended after the first version: a caller built against an older header gets
+    // the bundle's default.
+    uint32_t top_k;
 } CbxRequest;
 
 // Receives streamed audio: `count` mono samples (as `CbxAudio`) at `sample_rate`
@@ -184,6 +194,20 @@ typedef int32_t (*CbxChunkCallback)(const float *samples,
                                     size_t count,
                                     uint32_t sample_rate,
                                     void *user_data);
+
+// The settings of one conversion. Initialise with
+// `cbx_convert_request_default` (the bundle's defaults), then change fields.
+typedef struct CbxConvertRequest {
+    // `sizeof(CbxConvertRequest)`, set by `cbx_convert_request_default`.
+    uint32_t struct_size;
+    // Euler steps of the S3Gen flow matching, in 1..=100.
+    uint32_t flow_steps;
+    // Seed of every random draw: the same seed, source, target and settings
+    // give the same audio.
+    uint64_t seed;
+    // Non-zero: embed the Perth watermark.
+    int32_t watermark;
+} CbxConvertRequest;
 
 // ONNX Runtime's CPU provider.
 #define CBX_PROVIDER_CPU 0
@@ -499,6 +523,167 @@ enum CbxStatus cbx_audio_samples(const struct CbxAudio *audio,
 // # Safety
 // `audio` is NULL or came from `cbx_synthesize` and was not freed.
 void cbx_audio_free(struct CbxAudio *audio);
+
+// Makes a conversion target from a WAV file (any sample rate, mono or
+// multi-channel, 16/24/32-bit PCM or float; its first 10 s are used, as the
+// reference `ChatterboxVC.set_target_voice` does). Runs the S3Gen
+// conditioning graphs (S3 tokenizer, CAM++, mel).
+//
+// On success `*out` owns the target: free it with `cbx_vc_target_free`. On
+// failure `*out` is NULL.
+//
+// Errors: `CBX_INVALID_ARGUMENT` (NULL), `CBX_INVALID_AUDIO` (the file
+// cannot be opened, is not a WAV, is corrupt, holds non-finite samples, less
+// than 0.5 s or more than 300 s, or a rate outside 4000..=384000 Hz),
+// `CBX_RUNTIME`.
+//
+// Thread-safety: may run concurrently with any call on the same engine
+// except `cbx_engine_free`.
+//
+// # Safety
+// `engine` is NULL or a live engine; `path` is NULL or NUL-terminated;
+// `out` is NULL or writable.
+enum CbxStatus cbx_vc_target_from_wav_file(const struct CbxEngine *engine,
+                                           const char *path,
+                                           struct CbxVcTarget **out);
+
+// Makes a conversion target from mono samples in [-1, 1] at `sample_rate`
+// Hz (the engine resamples; the first 10 s are used). The samples are only
+// read during the call.
+//
+// On success `*out` owns the target: free it with `cbx_vc_target_free`. On
+// failure `*out` is NULL.
+//
+// Errors: `CBX_INVALID_ARGUMENT` (NULL `engine`, `out`, or `samples` with
+// `count` > 0; a zero `sample_rate`), `CBX_INVALID_AUDIO` (no samples,
+// samples that are not finite or exceed +-1000, less than 0.5 s or more than
+// 300 s, a rate outside 4000..=384000 Hz), `CBX_RUNTIME`.
+//
+// Thread-safety: may run concurrently with any call on the same engine
+// except `cbx_engine_free`.
+//
+// # Safety
+// `engine` is NULL or a live engine; `samples` is NULL or points to `count`
+// readable floats; `out` is NULL or writable.
+enum CbxStatus cbx_vc_target_from_samples(const struct CbxEngine *engine,
+                                          const float *samples,
+                                          size_t count,
+                                          uint32_t sample_rate,
+                                          struct CbxVcTarget **out);
+
+// Makes a conversion target from a voice (`cbx_voice_*`): a copy of its
+// S3Gen part, which is what `cbx_vc_target_from_wav_file` makes of the same
+// clip. Needs no engine.
+//
+// On success `*out` owns the target: free it with `cbx_vc_target_free`. On
+// failure `*out` is NULL.
+//
+// Errors: `CBX_INVALID_ARGUMENT` (NULL).
+//
+// Thread-safety: callable from any thread.
+//
+// # Safety
+// `voice` is NULL or a live voice; `out` is NULL or writable.
+enum CbxStatus cbx_vc_target_from_voice(const struct CbxVoice *voice, struct CbxVcTarget **out);
+
+// Frees a conversion target. NULL is a no-op.
+//
+// Thread-safety: must not run while another call uses this target.
+//
+// # Safety
+// `target` is NULL or came from a `cbx_vc_target_*` constructor and was not
+// freed.
+void cbx_vc_target_free(struct CbxVcTarget *target);
+
+// Fills `request` with the conversion defaults of the engine's bundle (its
+// manifest's flow steps), seed 0 and the watermark on.
+//
+// Errors: `CBX_INVALID_ARGUMENT` when a pointer is NULL.
+//
+// Thread-safety: may run concurrently with any call on the same engine
+// except `cbx_engine_free`.
+//
+// # Safety
+// `engine` is NULL or a live engine; `request` is NULL or points to
+// writable storage for a `CbxConvertRequest`.
+enum CbxStatus cbx_convert_request_default(const struct CbxEngine *engine,
+                                           struct CbxConvertRequest *request);
+
+// Converts the speech in `samples` (`count` mono floats in [-1, 1] at
+// `sample_rate` Hz, 40 ms to one hour) to the voice of `target` (NULL: the
+// bundle's voice) with `request` (NULL: the bundle's defaults, seed 0): the
+// reference `ChatterboxVC.generate`. A source longer than 30 s is converted
+// in pieces joined by short cross-fades (see docs/VC.md); the output has the
+// source's duration, at 24000 Hz.
+//
+// On success `*out` owns the audio: free it with `cbx_audio_free`. On
+// failure `*out` is NULL.
+//
+// Errors: `CBX_INVALID_ARGUMENT` (NULL engine or out; NULL `samples` with
+// `count` > 0; a zero `sample_rate`; a request field out of range, bad
+// `struct_size`), `CBX_INVALID_AUDIO` (no samples, silent (every sample
+// below 1e-4), shorter than 40 ms, longer than one hour, samples that are not
+// finite or exceed +-1000, a rate outside 4000..=384000 Hz), `CBX_RUNTIME`.
+//
+// Thread-safety: as `cbx_synthesize`: any number of threads may convert and
+// synthesise on one engine at once. Not concurrently with `cbx_engine_free`
+// on the engine or `cbx_vc_target_free` on the target.
+//
+// # Safety
+// `engine`, `target` are NULL or live handles; `samples` is NULL or points to
+// `count` readable floats; `request` is NULL or points to a
+// `CbxConvertRequest` of its `struct_size`; `out` is NULL or writable.
+enum CbxStatus cbx_convert(const struct CbxEngine *engine,
+                           const float *samples,
+                           size_t count,
+                           uint32_t sample_rate,
+                           const struct CbxVcTarget *target,
+                           const struct CbxConvertRequest *request,
+                           struct CbxAudio **out);
+
+// Converts like `cbx_convert`, handing the audio to `callback` piece by
+// piece as it is made (one call per piece of up to 30 s; a source of up to
+// 30 s is one call) and keeping none of it; `user_data` is passed through
+// untouched. The chunks, joined, are the audio `cbx_convert` returns for the
+// same arguments.
+//
+// Returns `CBX_OK` when the source is done, `CBX_CANCELLED` when the
+// callback returned non-zero (no further call is made), or an error as
+// `cbx_convert` (`CBX_INVALID_ARGUMENT` also for a NULL callback).
+//
+// Thread-safety: as `cbx_convert`; the callback runs on the calling thread.
+//
+// # Safety
+// As `cbx_convert`; `callback` is NULL or a function of the
+// `CbxChunkCallback` contract.
+enum CbxStatus cbx_convert_streaming(const struct CbxEngine *engine,
+                                     const float *samples,
+                                     size_t count,
+                                     uint32_t sample_rate,
+                                     const struct CbxVcTarget *target,
+                                     const struct CbxConvertRequest *request,
+                                     CbxChunkCallback callback,
+                                     void *user_data);
+
+// Converts the speech in the WAV file at `source_path` (any rate and
+// channel count, 40 ms to one hour; a longer file is refused after reading
+// one frame past the hour) like `cbx_convert`.
+//
+// On success `*out` owns the audio: free it with `cbx_audio_free`. On
+// failure `*out` is NULL.
+//
+// Errors: as `cbx_convert`; `CBX_INVALID_AUDIO` also when the file cannot
+// be opened or is not a readable WAV (the message names the file).
+//
+// Thread-safety: as `cbx_convert`.
+//
+// # Safety
+// As `cbx_convert`; `source_path` is NULL or NUL-terminated.
+enum CbxStatus cbx_convert_wav_file(const struct CbxEngine *engine,
+                                    const char *source_path,
+                                    const struct CbxVcTarget *target,
+                                    const struct CbxConvertRequest *request,
+                                    struct CbxAudio **out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -5,6 +5,7 @@ pub mod audio;
 pub mod bench;
 pub mod bundle;
 pub mod conditioning;
+pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod family;
@@ -22,5 +23,7 @@ pub mod turbo;
 pub mod watermark;
 
 pub use bundle::{Family, Voice};
+pub use conditioning::S3GenReference;
+pub use convert::ConvertRequest;
 pub use engine::{Audio, Engine, EngineOptions, Progress, Provider, Request, StageTimings};
 pub use error::{Error, ErrorKind, Result};

@@ -14,6 +14,7 @@
 //! | `max_new_tokens` | 1 ..= T3's learned speech positions and S3Gen's token limit (from the manifest) | the model cannot go further |
 //! | text | at most [`MAX_TEXT_BYTES`] (128 KiB) of UTF-8 | bounds the output buffer (about 2.5 hours of audio, 0.9 GB as f32) |
 //! | voice clip | [`crate::conditioning::MIN_VOICE_SECONDS`] ..= [`MAX_VOICE_SECONDS`] | the reference uses 10 s; longer clips only cost memory |
+//! | voice-conversion source | [`MIN_SOURCE_SECONDS`] (one S3 token) ..= [`MAX_SOURCE_SECONDS`] (1 h), peak at least [`SILENT_PEAK`] | shorter gives no speech token; conversion runs in 30 s pieces with flat memory, so the bound only caps the input and output buffers (1 h at 24 kHz is 346 MB of f32) and the run time |
 //! | sample rate | [`MIN_SAMPLE_RATE`] ..= [`MAX_SAMPLE_RATE`] Hz | below that there is no speech band; above, no real recording |
 //! | sample values | finite, magnitude at most [`MAX_SAMPLE_MAGNITUDE`] | float audio is nominally within +-1; far beyond, the features overflow |
 //! | voice file | at most [`MAX_VOICE_FILE_BYTES`] | a full-size voice is about 0.3 MB |
@@ -34,6 +35,13 @@ pub const MAX_FLOW_STEPS: usize = 100;
 pub const MAX_TEXT_BYTES: usize = 128 * 1024;
 /// Longest reference clip a voice is built from, in seconds.
 pub const MAX_VOICE_SECONDS: f64 = 300.0;
+/// Shortest voice-conversion source, in seconds: one S3 speech token (25 per second).
+pub const MIN_SOURCE_SECONDS: f64 = 0.04;
+/// Longest voice-conversion source, in seconds.
+pub const MAX_SOURCE_SECONDS: f64 = 3600.0;
+/// A voice-conversion source whose largest absolute sample is below this is silent
+/// (-80 dBFS, about 3 steps of 16-bit PCM: no speech to convert) and refused.
+pub const SILENT_PEAK: f32 = 1e-4;
 /// Lowest sample rate of input audio, in Hz.
 pub const MIN_SAMPLE_RATE: u32 = 4_000;
 /// Highest sample rate of input audio, in Hz.
@@ -122,6 +130,75 @@ pub fn check_sample_rate(sample_rate: u32, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// What an input clip is, for its length bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClipKind {
+    /// A voice reference clip: `min_seconds ..= MAX_VOICE_SECONDS`.
+    Voice {
+        /// The shortest clip accepted, in seconds.
+        min_seconds: f64,
+    },
+    /// A voice-conversion source: [`MIN_SOURCE_SECONDS`] `..=` [`MAX_SOURCE_SECONDS`].
+    Source,
+}
+
+impl ClipKind {
+    /// The shortest clip accepted, in seconds.
+    pub fn min_seconds(self) -> f64 {
+        match self {
+            ClipKind::Voice { min_seconds } => min_seconds,
+            ClipKind::Source => MIN_SOURCE_SECONDS,
+        }
+    }
+
+    /// The longest clip accepted, in seconds.
+    pub fn max_seconds(self) -> f64 {
+        match self {
+            ClipKind::Voice { .. } => MAX_VOICE_SECONDS,
+            ClipKind::Source => MAX_SOURCE_SECONDS,
+        }
+    }
+
+    /// Most frames at `sample_rate` that [`ClipKind::check_frames`] accepts.
+    pub fn max_frames(self, sample_rate: u32) -> u64 {
+        (self.max_seconds() * f64::from(sample_rate)) as u64
+    }
+
+    /// Checks a clip's length without looking at the samples (so it can run before
+    /// they are read); `what` names the clip in the message.
+    pub fn check_frames(self, frames: u64, sample_rate: u32, what: &str) -> Result<()> {
+        let secs = frames as f64 / f64::from(sample_rate.max(1));
+        let (min, max) = (self.min_seconds(), self.max_seconds());
+        if secs < min {
+            return Err(Error::invalid_audio(match self {
+                ClipKind::Voice { .. } => {
+                    format!("{what} is {secs:.3} s long; at least {min} s is needed")
+                }
+                ClipKind::Source => format!(
+                    "{what} is {secs:.3} s long; at least {min} s (one speech token) is needed"
+                ),
+            }));
+        }
+        if secs > max {
+            // A reader stops one frame past the bound: the real length is unknown then.
+            let long = if frames > self.max_frames(sample_rate).saturating_add(1) {
+                format!("{secs:.1} s long")
+            } else {
+                format!("longer than {max} s")
+            };
+            return Err(Error::invalid_audio(match self {
+                ClipKind::Voice { .. } => format!(
+                    "{what} is {long}; at most {max} s is accepted (trim the clip; 10 s is enough)"
+                ),
+                ClipKind::Source => format!(
+                    "{what} is {long}; at most {max} s is accepted (split it into parts of at most an hour)"
+                ),
+            }));
+        }
+        Ok(())
+    }
+}
+
 /// Checks a reference clip's length against `min_seconds..=MAX_VOICE_SECONDS`
 /// without looking at the samples (so it can run before they are read).
 pub fn check_clip_frames(
@@ -130,18 +207,7 @@ pub fn check_clip_frames(
     min_seconds: f64,
     what: &str,
 ) -> Result<()> {
-    let secs = frames as f64 / f64::from(sample_rate.max(1));
-    if secs < min_seconds {
-        return Err(Error::invalid_audio(format!(
-            "{what} is {secs:.3} s long; at least {min_seconds} s is needed"
-        )));
-    }
-    if secs > MAX_VOICE_SECONDS {
-        return Err(Error::invalid_audio(format!(
-            "{what} is {secs:.1} s long; at most {MAX_VOICE_SECONDS} s is accepted (trim the clip; 10 s is enough)"
-        )));
-    }
-    Ok(())
+    ClipKind::Voice { min_seconds }.check_frames(frames, sample_rate, what)
 }
 
 /// Most frames of a clip at `sample_rate` that [`check_clip_frames`] accepts.
@@ -152,6 +218,13 @@ pub fn max_clip_frames(sample_rate: u32) -> u64 {
 /// Checks reference samples: rate, length, and every value finite and within
 /// [`MAX_SAMPLE_MAGNITUDE`].
 pub fn check_clip(samples: &[f32], sample_rate: u32, min_seconds: f64, what: &str) -> Result<()> {
+    check_audio(samples, sample_rate, ClipKind::Voice { min_seconds }, what)
+}
+
+/// Checks input samples of `kind`: the rate (`InvalidArgument` when 0, else within
+/// [`MIN_SAMPLE_RATE`]`..=`[`MAX_SAMPLE_RATE`]), not empty, the length, and every value
+/// finite and within [`MAX_SAMPLE_MAGNITUDE`] (`InvalidAudio`, naming the first bad sample).
+pub fn check_audio(samples: &[f32], sample_rate: u32, kind: ClipKind, what: &str) -> Result<()> {
     if sample_rate == 0 {
         return Err(Error::invalid_argument("sample_rate", "must be > 0"));
     }
@@ -159,7 +232,7 @@ pub fn check_clip(samples: &[f32], sample_rate: u32, min_seconds: f64, what: &st
     if samples.is_empty() {
         return Err(Error::invalid_audio(format!("{what} is empty")));
     }
-    check_clip_frames(samples.len() as u64, sample_rate, min_seconds, what)?;
+    kind.check_frames(samples.len() as u64, sample_rate, what)?;
     if let Some(i) = samples
         .iter()
         .position(|s| !s.is_finite() || s.abs() > MAX_SAMPLE_MAGNITUDE)
@@ -173,6 +246,19 @@ pub fn check_clip(samples: &[f32], sample_rate: u32, min_seconds: f64, what: &st
         } else {
             format!("{what}: sample {i} ({at:.3} s) is {s}; audio must be finite")
         }));
+    }
+    Ok(())
+}
+
+/// Checks a voice-conversion source: [`check_audio`] for [`ClipKind::Source`], then
+/// refuses a silent one (every sample below [`SILENT_PEAK`] in magnitude).
+pub fn check_source(samples: &[f32], sample_rate: u32, what: &str) -> Result<()> {
+    check_audio(samples, sample_rate, ClipKind::Source, what)?;
+    let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+    if peak < SILENT_PEAK {
+        return Err(Error::invalid_audio(format!(
+            "{what} is silent (peak {peak:.1e}, below {SILENT_PEAK:.0e} = -80 dBFS): there is no speech to convert"
+        )));
     }
     Ok(())
 }
@@ -275,6 +361,45 @@ mod tests {
         assert!(check_clip(&loud, sr, 0.5, "clip").is_err());
         assert!(check_clip_frames(max_clip_frames(sr), sr, 0.5, "clip").is_ok());
         assert!(check_clip_frames(max_clip_frames(sr) + 1, sr, 0.5, "clip").is_err());
+    }
+
+    #[test]
+    fn sources() {
+        let sr = 16_000;
+        let what = "the source";
+        let ok = vec![0.1f32; 640];
+        assert!(check_source(&ok, sr, what).is_ok());
+        let e = check_source(&ok[..639], sr, what).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidAudio);
+        assert!(e.to_string().contains("speech token"), "{e}");
+        assert!(check_source(&[], sr, what)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        let quiet = vec![0.5 * SILENT_PEAK; 16_000];
+        let e = check_source(&quiet, sr, what).unwrap_err();
+        assert!(e.to_string().contains("silent"), "{e}");
+        let mut barely = quiet.clone();
+        barely[7] = -SILENT_PEAK;
+        assert!(check_source(&barely, sr, what).is_ok());
+        let mut bad = ok.clone();
+        bad[3] = f32::INFINITY;
+        assert!(check_source(&bad, sr, what)
+            .unwrap_err()
+            .to_string()
+            .contains("sample 3"));
+        assert_eq!(
+            check_source(&ok, 0, what).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert!(check_source(&ok, MAX_SAMPLE_RATE + 1, what).is_err());
+        let k = ClipKind::Source;
+        assert!(k.check_frames(k.max_frames(sr), sr, what).is_ok());
+        let e = k.check_frames(k.max_frames(sr) + 1, sr, what).unwrap_err();
+        assert!(e.to_string().contains("at most 3600 s"), "{e}");
+        // 44.1 kHz: 1764 samples are exactly 40 ms.
+        assert!(k.check_frames(1764, 44_100, what).is_ok());
+        assert!(k.check_frames(1763, 44_100, what).is_err());
     }
 
     #[test]

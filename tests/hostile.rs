@@ -892,6 +892,38 @@ impl Ctx {
         c
     }
 
+    /// `convert SOURCE` with the tiny bundle, `-o <case>/out.wav`, one flow step and one
+    /// thread unless `extra` gives its own.
+    fn convert(&self, name: &str, source: impl Into<OsString>, extra: Vec<OsString>) -> Case {
+        let dir = self.dir(name);
+        let mut a = args!["convert", source.into()];
+        let mut produces = Produces::Nothing;
+        if !has(&extra, "--bundle") {
+            a.extend(args!["--bundle", &self.tiny]);
+        }
+        if !has(&extra, "-o") && !has(&extra, "--output") {
+            a.extend(args!["-o", dir.join("out.wav")]);
+            produces = Produces::Wav;
+        }
+        if !has(&extra, "--flow-steps") {
+            a.extend(args!["--flow-steps", "1"]);
+        }
+        if !has(&extra, "--threads") {
+            a.extend(args!["--threads", "1"]);
+        }
+        a.extend(extra);
+        let mut c = self.case(name, BIN, a);
+        if c.output
+            .as_deref()
+            .is_some_and(|o| o.extension() == Some(OsStr::new("wav")))
+        {
+            produces = Produces::Wav;
+        }
+        c.produces = produces;
+        c.timeout = Duration::from_secs(SYNTH);
+        c
+    }
+
     fn info(&self, name: &str, extra: Vec<OsString>) -> Case {
         let mut a = args!["info"];
         if !has(&extra, "--bundle") {
@@ -1634,6 +1666,8 @@ fn cli_cases(x: &Ctx) -> Vec<Case> {
     bundle_cases(x, &mut v);
     // ---- 3. outputs -------------------------------------------------------------------
     output_cases(x, &mut v);
+    // ---- voice conversion ------------------------------------------------------------
+    convert_cases(x, &mut v);
 
     // ---- 5. commands that used to exit 0 -----------------------------------------------
     v.push(
@@ -1973,6 +2007,265 @@ fn wav_cases(x: &Ctx, v: &mut Vec<Case>) {
             x.voice("voice_wav_missing", args![d.join("ghost.wav")])
                 .fail(&["ghost.wav"])
                 .timeout(PROMPT),
+        );
+    }
+}
+
+/// `convert`: every bad source, target and option is one `error:` line naming it, with
+/// no output written; the valid forms succeed.
+fn convert_cases(x: &Ctx, v: &mut Vec<Case>) {
+    let source = wav16(&tone(1.0, 16_000), 16_000);
+    // Bad sources, each naming the file.
+    let mut nan = tone(1.0, 16_000);
+    nan[500] = f32::NAN;
+    let mut inf = tone(1.0, 16_000);
+    inf[9] = f32::INFINITY;
+    let mut huge = tone(1.0, 16_000);
+    huge[9] = 1e6;
+    let mut zero_hz = source.clone();
+    set_u32(&mut zero_hz, 24, 0);
+    let items: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("cv_src_no_samples", wav16(&[], 16_000), "no audio"),
+        ("cv_src_silent", wav16(&vec![0.0; 16_000], 16_000), "silent"),
+        (
+            "cv_src_below_silence_peak",
+            wavf32(&vec![5e-5; 16_000], 16_000),
+            "silent",
+        ),
+        ("cv_src_30_ms", wav16(&tone(0.03, 16_000), 16_000), "0.04 s"),
+        (
+            "cv_src_3601_seconds",
+            wav(1, 1, 4_000, 8, &vec![100u8; 4_000 * 3601]),
+            "3600 s",
+        ),
+        ("cv_src_nan_sample", wavf32(&nan, 16_000), "sample 500"),
+        ("cv_src_inf_sample", wavf32(&inf, 16_000), "finite"),
+        ("cv_src_sample_1e6", wavf32(&huge, 16_000), "1000"),
+        (
+            "cv_src_rate_3999_hz",
+            wav16(&tone(1.0, 3_999), 3_999),
+            "3999",
+        ),
+        (
+            "cv_src_rate_384001_hz",
+            wav16(&tone(0.1, 384_001), 384_001),
+            "384001",
+        ),
+        ("cv_src_zero_hz", zero_hz, ""),
+        (
+            "cv_src_not_a_wav",
+            b"just some text, not audio\n".repeat(100),
+            "",
+        ),
+    ];
+    for (name, bytes, needle) in items {
+        let d = x.dir(name);
+        let file = format!("{name}.wav");
+        let p = write(&d, &file, &bytes);
+        let needles: Vec<&str> = [file.as_str(), needle]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
+        v.push(x.convert(name, &p, args![]).fail(&needles).timeout(PROMPT));
+    }
+    v.push(
+        x.convert("cv_src_dev_zero", "/dev/zero", args![])
+            .fail(&["/dev/zero"])
+            .timeout(PROMPT),
+    );
+    {
+        let d = x.dir("cv_src_missing");
+        v.push(
+            x.convert("cv_src_missing", d.join("ghost.wav"), args![])
+                .fail(&["ghost.wav"])
+                .timeout(PROMPT),
+        );
+    }
+    // A header claiming two hours over 1 s of data: read up to the cut, converted.
+    {
+        let mut w = wav16(&tone(1.0, 16_000), 16_000);
+        set_u32(&mut w, 40, 7200 * 16_000 * 2);
+        set_u32(&mut w, 4, 36 + 7200 * 16_000 * 2);
+        let d = x.dir("cv_src_claims_two_hours");
+        let p = write(&d, "s.wav", &w);
+        v.push(x.convert("cv_src_claims_two_hours", &p, args![]).either());
+    }
+    // Bad targets, each naming the file.
+    let targets: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        (
+            "cv_target_0_3_s",
+            "t.wav",
+            wav16(&tone(0.3, 16_000), 16_000),
+            "0.5 s",
+        ),
+        (
+            "cv_target_301_s",
+            "t.wav",
+            wav(1, 1, 4_000, 8, &vec![100u8; 4_000 * 301]),
+            "300 s",
+        ),
+        ("cv_target_not_a_wav", "t.wav", b"RIFF".to_vec(), ""),
+        (
+            "cv_target_voice_file_truncated",
+            "t.safetensors",
+            std::fs::read(x.tiny.join("voice.safetensors")).unwrap()[..100].to_vec(),
+            "",
+        ),
+    ];
+    for (name, file, bytes, needle) in targets {
+        let d = x.dir(name);
+        let s = write(&d, "s.wav", &source);
+        let t = write(&d, file, &bytes);
+        let needles: Vec<&str> = [file, needle]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
+        v.push(
+            x.convert(name, &s, args!["--voice", &t])
+                .fail(&needles)
+                .timeout(PROMPT),
+        );
+    }
+    {
+        let d = x.dir("cv_target_missing");
+        let s = write(&d, "s.wav", &source);
+        v.push(
+            x.convert(
+                "cv_target_missing",
+                &s,
+                args!["--voice", d.join("ghost.wav")],
+            )
+            .fail(&["ghost.wav"])
+            .timeout(PROMPT),
+        );
+    }
+    // Outputs that are inputs: refused, the input untouched.
+    {
+        let d = x.dir("cv_output_is_the_source");
+        let s = write(&d, "s.wav", &source);
+        v.push(
+            x.convert("cv_output_is_the_source", &s, args!["-o", &s])
+                .fail(&["s.wav"])
+                .check(unchanged(s.clone(), source.clone()))
+                .timeout(PROMPT),
+        );
+        let d = x.dir("cv_output_is_the_target");
+        let s = write(&d, "s.wav", &source);
+        let t = write(&d, "t.wav", &source);
+        v.push(
+            x.convert(
+                "cv_output_is_the_target",
+                &s,
+                args!["--voice", &t, "-o", &t],
+            )
+            .fail(&["t.wav"])
+            .check(unchanged(t.clone(), source.clone()))
+            .timeout(PROMPT),
+        );
+    }
+    // Options.
+    let fs = "flow_steps|flow-steps";
+    for (name, opt, val, needle) in [
+        ("cv_flow_steps_0", "--flow-steps", "0", fs),
+        ("cv_flow_steps_101", "--flow-steps", "101", fs),
+        ("cv_flow_steps_negative", "--flow-steps", "-1", fs),
+        (
+            "cv_flow_steps_u64_overflow",
+            "--flow-steps",
+            "18446744073709551616",
+            fs,
+        ),
+        ("cv_seed_negative", "--seed", "-1", "seed"),
+        (
+            "cv_seed_u64_overflow",
+            "--seed",
+            "18446744073709551616",
+            "seed",
+        ),
+        ("cv_threads_0", "--threads", "0", "threads"),
+        ("cv_threads_100000", "--threads", "100000", "threads"),
+        (
+            "cv_residency_unknown",
+            "--residency",
+            "sometimes",
+            "sometimes|residency",
+        ),
+    ] {
+        let d = x.dir(name);
+        let s = write(&d, "s.wav", &source);
+        v.push(
+            x.convert(name, &s, args![opt, val])
+                .fail(&[needle])
+                .timeout(PROMPT),
+        );
+    }
+    // Valid conversions.
+    {
+        let d = x.dir("cv_valid_wav_target");
+        let s = write(&d, "s.wav", &source);
+        let t = write(&d, "t.wav", &wav16(&tone(1.0, 22_050), 22_050));
+        let out = d.join("out.wav");
+        v.push(
+            x.convert("cv_valid_wav_target", &s, args!["--voice", &t])
+                .ok()
+                .check(wav_check(out)),
+        );
+        let d = x.dir("cv_valid_voice_file_target");
+        let s = write(&d, "s.wav", &source);
+        v.push(
+            x.convert(
+                "cv_valid_voice_file_target",
+                &s,
+                args![
+                    "--voice",
+                    x.tiny.join("voice.safetensors"),
+                    "--seed",
+                    "18446744073709551615"
+                ],
+            )
+            .ok(),
+        );
+        let d = x.dir("cv_valid_40_ms_source");
+        let s = write(&d, "s.wav", &wav16(&tone(0.04, 16_000), 16_000));
+        v.push(x.convert("cv_valid_40_ms_source", &s, args![]).ok());
+        let d = x.dir("cv_valid_to_stdout");
+        let s = write(&d, "s.wav", &source);
+        v.push(
+            x.convert("cv_valid_to_stdout", &s, args!["-o", "-", "--no-watermark"])
+                .ok()
+                .check(|o: &Outcome| {
+                    hound::WavReader::new(std::io::Cursor::new(&o.stdout))
+                        .map(|_| ())
+                        .map_err(|e| format!("stdout is not a WAV: {e}"))
+                }),
+        );
+        // 35 s at 44.1 kHz stereo: two pieces.
+        let d = x.dir("cv_valid_two_pieces");
+        let t = tone(35.0, 44_100);
+        let data: Vec<u8> = t
+            .iter()
+            .flat_map(|s| {
+                let b = ((s * 32767.0) as i16).to_le_bytes();
+                [b[0], b[1], b[0], b[1]]
+            })
+            .collect();
+        let s = write(&d, "s.wav", &wav(1, 2, 44_100, 16, &data));
+        let out = d.join("out.wav");
+        v.push(
+            x.convert("cv_valid_two_pieces", &s, args!["--stats"])
+                .ok()
+                .check(move |o: &Outcome| {
+                    let text = String::from_utf8_lossy(&o.stdout);
+                    if !text.contains("\"chunks\":2") {
+                        return Err(format!("--stats does not report 2 pieces: {text}"));
+                    }
+                    let r = hound::WavReader::open(&out).map_err(|e| e.to_string())?;
+                    let n = r.duration() as usize;
+                    if n != 35 * 24_000 {
+                        return Err(format!("{n} samples, expected {}", 35 * 24_000));
+                    }
+                    Ok(())
+                }),
         );
     }
 }

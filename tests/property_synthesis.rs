@@ -64,6 +64,7 @@ fn request() -> impl Strategy<Value = Request> {
                 temperature,
                 min_p,
                 top_p,
+                top_k: 0,
                 repetition_penalty,
                 seed,
                 max_new_tokens: tokens,

@@ -2,8 +2,9 @@
 //!
 //! Reading accepts PCM 8/16/24/32-bit integer and 32-bit float WAV (plain or
 //! `WAVE_FORMAT_EXTENSIBLE`), any channel count (downmixed to mono by averaging the
-//! channels), sample rates of 4 to 384 kHz and clips up to 300 s (see [`crate::limits`];
-//! the header's sizes never drive an allocation beyond what the file holds). Integers are scaled by `2^(bits-1)` like libsndfile
+//! channels), sample rates of 4 to 384 kHz and clips up to 300 s (voice-conversion sources
+//! read with [`read_wav_as`]: up to an hour; see [`crate::limits`]; the header's sizes
+//! never drive an allocation beyond what the file holds). Integers are scaled by `2^(bits-1)` like libsndfile
 //! (so 16-bit `-32768` is `-1.0`). 64-bit float WAV is not supported by `hound` and is
 //! reported as such. A file whose data chunk is cut short is read up to the cut (as
 //! libsndfile does, with a warning). Every failure is one `InvalidAudio` line naming the
@@ -48,6 +49,18 @@ impl WavData {
 /// outside [`limits::MIN_SAMPLE_RATE`]`..=`[`limits::MAX_SAMPLE_RATE`] are refused; the
 /// sizes in the header are never trusted for allocation beyond what the file holds.
 pub fn read_wav(path: &Path, min_seconds: f32) -> Result<WavData> {
+    read_wav_as(
+        path,
+        limits::ClipKind::Voice {
+            min_seconds: f64::from(min_seconds),
+        },
+    )
+}
+
+/// Reads a WAV file held to the length bounds of `kind` (e.g. a voice-conversion
+/// source: up to [`limits::MAX_SOURCE_SECONDS`]). Reading stops one frame past the
+/// longest accepted length, so an over-long file is refused without being loaded.
+pub fn read_wav_as(path: &Path, kind: limits::ClipKind) -> Result<WavData> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -58,7 +71,7 @@ pub fn read_wav(path: &Path, min_seconds: f32) -> Result<WavData> {
     }
     // A regular file's length bounds what it can hold; a device or pipe has none.
     let available = meta.is_file().then_some(meta.len());
-    decode(std::io::BufReader::new(file), available, &name, min_seconds)
+    decode(std::io::BufReader::new(file), available, &name, kind)
 }
 
 /// Reads a WAV file held in memory; `name` identifies it in error messages.
@@ -67,7 +80,9 @@ pub fn read_wav_bytes(bytes: &[u8], name: &str, min_seconds: f32) -> Result<WavD
         Cursor::new(bytes),
         Some(bytes.len() as u64),
         name,
-        min_seconds,
+        limits::ClipKind::Voice {
+            min_seconds: f64::from(min_seconds),
+        },
     )
 }
 
@@ -75,7 +90,7 @@ fn decode<R: Read>(
     reader: R,
     available: Option<u64>,
     name: &str,
-    min_seconds: f32,
+    kind: limits::ClipKind,
 ) -> Result<WavData> {
     let mut wav = hound::WavReader::new(reader).map_err(|e| header_error(name, e))?;
     let spec = wav.spec();
@@ -90,7 +105,7 @@ fn decode<R: Read>(
     let channels = usize::from(spec.channels.max(1));
     // Frames to read at most: one past the longest clip accepted, so an over-long clip
     // is recognised without reading (or allocating) the rest of it.
-    let max_frames = limits::max_clip_frames(spec.sample_rate).saturating_add(1);
+    let max_frames = kind.max_frames(spec.sample_rate).saturating_add(1);
     let bytes_per_frame = u64::from(spec.bits_per_sample.div_ceil(8).max(1)) * channels as u64;
     let mut capacity = u64::from(wav.duration()).min(max_frames);
     if let Some(bytes) = available {
@@ -172,12 +187,7 @@ fn decode<R: Read>(
             "{what} contains no audio samples"
         )));
     }
-    limits::check_clip_frames(
-        samples.len() as u64,
-        spec.sample_rate,
-        f64::from(min_seconds),
-        &what,
-    )?;
+    kind.check_frames(samples.len() as u64, spec.sample_rate, &what)?;
     Ok(WavData {
         samples,
         sample_rate: spec.sample_rate,
@@ -621,5 +631,39 @@ mod tests {
         let long = lying_wav(rate, 1, frames + 1, &vec![0u8; 2 * (frames as usize + 1)]);
         let e = read_wav_bytes(&long, "long.wav", 0.5).unwrap_err();
         assert!(e.to_string().contains("at most 300 s"), "{e}");
+    }
+
+    #[test]
+    fn sources_are_read_up_to_an_hour() {
+        let rate = limits::MIN_SAMPLE_RATE;
+        let kind = limits::ClipKind::Source;
+        let frames = kind.max_frames(rate);
+        assert_eq!(frames, 3600 * u64::from(rate));
+        let dir = std::env::temp_dir().join(format!("cbx-wav-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("hour.wav");
+        std::fs::write(
+            &ok,
+            lying_wav(rate, 1, frames, &vec![0u8; 2 * frames as usize]),
+        )
+        .unwrap();
+        assert_eq!(read_wav_as(&ok, kind).unwrap().samples.len() as u64, frames);
+        // A voice clip is held to 300 s.
+        let e = read_wav(&ok, 0.5).unwrap_err();
+        assert!(e.to_string().contains("at most 300 s"), "{e}");
+        let long = dir.join("long.wav");
+        std::fs::write(
+            &long,
+            lying_wav(rate, 1, frames + 1, &vec![0u8; 2 * (frames as usize + 1)]),
+        )
+        .unwrap();
+        let e = read_wav_as(&long, kind).unwrap_err();
+        assert!(e.to_string().contains("at most 3600 s"), "{e}");
+        assert!(e.to_string().contains("long.wav"), "{e}");
+        let short = dir.join("short.wav");
+        std::fs::write(&short, lying_wav(16_000, 1, 639, &vec![1u8; 2 * 639])).unwrap();
+        let e = read_wav_as(&short, kind).unwrap_err();
+        assert!(e.to_string().contains("at least 0.04 s"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

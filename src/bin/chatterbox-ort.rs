@@ -3,6 +3,7 @@
 //! ```text
 //! chatterbox-ort say "Hello there." -o hello.wav
 //! chatterbox-ort voice ref.wav -o voice.safetensors
+//! chatterbox-ort convert speech.wav --voice target.wav -o converted.wav
 //! chatterbox-ort info
 //! ```
 //!
@@ -35,6 +36,8 @@ enum Command {
     Say(SayArgs),
     /// Build a voice from a reference WAV and save it (safetensors).
     Voice(VoiceArgs),
+    /// Convert speech to another voice (voice conversion) into a 24 kHz mono WAV.
+    Convert(ConvertArgs),
     /// Show the bundle, its components, ONNX Runtime's version and providers.
     Info(EngineArgs),
     /// Benchmark residency modes (each in a fresh process) against `resident`.
@@ -133,6 +136,35 @@ struct VoiceArgs {
     engine: EngineArgs,
 }
 
+#[derive(Args, Debug)]
+struct ConvertArgs {
+    /// The speech to convert (WAV, any rate and channel count, 40 ms to 1 hour).
+    #[arg(value_name = "SOURCE")]
+    source: PathBuf,
+    /// The target voice: a WAV clip (any rate, 0.5 to 300 s; its first 10 s are used) or a
+    /// voice file saved by `chatterbox-ort voice` (a name ending in `.safetensors`).
+    /// Default: the bundle's voice.
+    #[arg(long, value_name = "WAV|VOICE")]
+    voice: Option<PathBuf>,
+    /// Output WAV (`-` for stdout).
+    #[arg(short, long, default_value = "out.wav", value_name = "FILE")]
+    output: PathBuf,
+    /// Random seed (same seed, same audio).
+    #[arg(long, allow_negative_numbers = true)]
+    seed: Option<u64>,
+    /// Euler steps of the flow matching (>= 1).
+    #[arg(long, allow_negative_numbers = true)]
+    flow_steps: Option<usize>,
+    /// Do not embed the Perth watermark.
+    #[arg(long)]
+    no_watermark: bool,
+    /// Print per-stage timings and host statistics as JSON (stdout, or stderr with `-o -`).
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -166,6 +198,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Say(args) => say(args),
         Command::Voice(args) => voice(args),
+        Command::Convert(args) => convert(args),
         Command::Info(args) => info(args),
         Command::Bench(args) => chatterbox_ort::bench::run_cli(&args),
         Command::BenchWorker(args) => chatterbox_ort::bench::run_worker(&args),
@@ -414,6 +447,150 @@ fn voice(args: VoiceArgs) -> Result<()> {
         voice.prompt_token.len(),
         args.output.display()
     );
+    Ok(())
+}
+
+/// The target voice of `convert`, read before the engine loads.
+enum Target {
+    Clip(PathBuf, audio::WavData),
+    Saved(Box<Voice>),
+    BundleVoice,
+}
+
+/// Whether `--voice` names a saved voice file rather than a WAV clip.
+fn is_voice_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// The inputs of a `convert` (an output path must not be one of them).
+fn convert_inputs(args: &ConvertArgs) -> Vec<&Path> {
+    std::iter::once(args.source.as_path())
+        .chain(args.voice.as_deref())
+        .collect()
+}
+
+/// Writes a WAV to `output` (`-`: stdout), refusing an output that is one of `inputs`.
+fn write_audio(output: &Path, samples: &[f32], sample_rate: u32, inputs: &[&Path]) -> Result<()> {
+    if output.as_os_str() == "-" {
+        let bytes = audio::wav::encode_wav(samples, sample_rate)?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes).context("writing the WAV to stdout")?;
+        out.flush().context("writing the WAV to stdout")?;
+    } else {
+        audio::wav::write_wav_file(output, samples, sample_rate, inputs)?;
+    }
+    Ok(())
+}
+
+/// Prints a `--stats` report: to stdout, or to stderr when the audio goes to stdout.
+fn print_stats(report: &serde_json::Value, to_stdout: bool) -> Result<()> {
+    let line = serde_json::to_string(report)?;
+    if to_stdout {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn convert(args: ConvertArgs) -> Result<()> {
+    use chatterbox_ort::convert::{read_source, ConvertRequest};
+
+    let wall = Instant::now();
+    let to_stdout = args.output.as_os_str() == "-";
+    let inputs = convert_inputs(&args);
+    if !to_stdout {
+        chatterbox_ort::output::check_not_an_input(&args.output, &inputs)?;
+    }
+    // Everything that can be checked without sessions is checked before loading them.
+    let dir = bundle_dir(args.engine.bundle.as_deref())?;
+    let opts = engine_options(&dir, &args.engine)?;
+    let bundle = Bundle::open(&dir)?;
+    let mut req = ConvertRequest::from_generation(bundle.generation());
+    drop(bundle);
+    if let Some(v) = args.seed {
+        req.seed = v;
+    }
+    if let Some(v) = args.flow_steps {
+        req.flow_steps = v;
+    }
+    req.watermark = !args.no_watermark;
+    req.validate()?;
+    let source = read_source(&args.source)?;
+    let target = match &args.voice {
+        Some(path) if is_voice_file(path) => Target::Saved(Box::new(Voice::load(path)?)),
+        Some(path) => Target::Clip(
+            path.clone(),
+            audio::read_wav(path, conditioning::MIN_VOICE_SECONDS as f32)?,
+        ),
+        None => Target::BundleVoice,
+    };
+    let engine = Engine::load(opts)?;
+    let built;
+    let target = match &target {
+        Target::Clip(path, wav) => {
+            built = engine
+                .vc_target_from_samples(&wav.samples, wav.sample_rate)
+                .with_context(|| format!("target clip `{}`", path.display()))?;
+            built.view()
+        }
+        Target::Saved(voice) => voice.s3gen_reference(),
+        Target::BundleVoice => engine.default_voice().s3gen_reference(),
+    };
+
+    let rate = engine.bundle().config().s3gen.sample_rate;
+    let total = source.duration_seconds();
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut samples: Vec<f32> = Vec::new();
+    let stages = engine.convert_streaming(
+        &source.samples,
+        source.sample_rate,
+        target,
+        &req,
+        &mut |chunk| {
+            samples.extend_from_slice(chunk);
+            let done = samples.len() as f64 / f64::from(rate);
+            bar.set_position((1000.0 * done / total.max(1e-9)).min(1000.0) as u64);
+            bar.set_message(format!("{done:.1} / {total:.1} s"));
+            true
+        },
+    );
+    bar.finish_and_clear();
+    let stages = stages?;
+    drop(source);
+
+    write_audio(&args.output, &samples, rate, &inputs)?;
+    let wall_s = wall.elapsed().as_secs_f64();
+    eprintln!(
+        "{:.2} s of audio converted in {:.2} s ({} piece{}, RTF {:.3}){}",
+        stages.audio_s,
+        wall_s,
+        stages.chunks,
+        if stages.chunks == 1 { "" } else { "s" },
+        stages.rtf,
+        if to_stdout {
+            String::new()
+        } else {
+            format!(" -> {}", args.output.display())
+        }
+    );
+    if args.stats {
+        let host: serde_json::Value = serde_json::from_str(&engine.stats_json()?)?;
+        let report = serde_json::json!({
+            "audio_seconds": stages.audio_s,
+            "wall_seconds": wall_s,
+            "rtf": stages.rtf,
+            "request": req,
+            "stages": stages,
+            "host": host,
+        });
+        print_stats(&report, to_stdout)?;
+    }
     Ok(())
 }
 

@@ -19,7 +19,7 @@
 //!   UTF-8 is [`CbxStatus::CBX_INVALID_TEXT`]; neither ever crashes.
 
 // cbindgen writes the functions in the order it meets them: status codes
-// and errors, versions, the engine, voices, synthesis.
+// and errors, versions, the engine, voices, synthesis, voice conversion.
 mod status;
 
 mod version;
@@ -30,12 +30,19 @@ mod voice;
 
 mod audio;
 
+mod convert;
+
 // Argument conversions, no exports.
 mod args;
 
 pub use audio::{
     cbx_audio_free, cbx_audio_samples, cbx_synthesize, cbx_synthesize_streaming, CbxAudio,
     CbxChunkCallback,
+};
+pub use convert::{
+    cbx_convert, cbx_convert_request_default, cbx_convert_streaming, cbx_convert_wav_file,
+    cbx_vc_target_free, cbx_vc_target_from_samples, cbx_vc_target_from_voice,
+    cbx_vc_target_from_wav_file, CbxConvertRequest, CbxVcTarget,
 };
 pub use engine::{
     cbx_engine_create, cbx_engine_free, cbx_engine_options_default, cbx_engine_set_residency,

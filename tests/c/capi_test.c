@@ -603,6 +603,167 @@ errors:
     CHECK(voice == NULL, "voice after failures");
 }
 
+/* ---- voice conversion -------------------------------------------------------- */
+
+static CbxConvertRequest fast_convert_request(const CbxEngine *engine, uint64_t seed) {
+    CbxConvertRequest request;
+    memset(&request, 0, sizeof request);
+    EXPECT_STATUS(cbx_convert_request_default(engine, &request), CBX_OK, NULL);
+    CHECK(request.struct_size == sizeof request && request.flow_steps >= 1 && request.watermark,
+          "convert request defaults: size %u, %u steps, watermark %d", request.struct_size,
+          request.flow_steps, request.watermark);
+    request.seed = seed;
+    request.flow_steps = 1;
+    request.watermark = 0;
+    return request;
+}
+
+/* A converted source of `tokens` 40 ms tokens: 960 samples each at 24 kHz (less
+ * 480 when the target's prompt mel has an odd last frame), finite, in [-1, 1]. */
+static void check_converted(const Samples *s, uint32_t tokens, const char *what) {
+    size_t want = (size_t)960 * tokens;
+    CHECK(s->count == want || s->count + 480 == want, "%s: %zu samples for %u tokens", what,
+          s->count, tokens);
+    size_t outside = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        outside += s->data[i] < -1.0f || s->data[i] > 1.0f;
+    }
+    CHECK(s->sample_rate == 24000 && count_non_finite(s) == 0 && outside == 0,
+          "%s: rate %u, %zu not finite, %zu outside [-1, 1]", what, s->sample_rate,
+          count_non_finite(s), outside);
+}
+
+static void test_conversion(const CbxEngine *engine) {
+    /* 0.5 s at 16 kHz: 12.5 -> 13 tokens. */
+    size_t n = 8000;
+    float *source = malloc(n * sizeof(float));
+    CHECK(source != NULL, "malloc");
+    if (!source) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)i / 16000.0;
+        source[i] = (float)(0.3 * sin(2.0 * CBX_TEST_PI * 150.0 * t) * (0.3 + 0.7 * fabs(sin(6.0 * t))));
+    }
+    CbxConvertRequest request = fast_convert_request(engine, 3);
+    /* A target from the same 0.5 s: its short prompt (12 tokens) keeps the flow cheap under
+     * valgrind; the bundle's voice (NULL target, a 10 s prompt) in the full run. */
+    CbxVcTarget *small = NULL;
+    EXPECT_STATUS(cbx_vc_target_from_samples(engine, source, n, 16000, &small), CBX_OK, NULL);
+    CbxAudio *audio = NULL;
+    EXPECT_STATUS(cbx_convert(engine, source, n, 16000, small, &request, &audio), CBX_OK, NULL);
+    Samples converted = take_audio(audio);
+    check_converted(&converted, 13, "conversion to a 0.5 s target");
+    if (!g_quick) {
+        EXPECT_STATUS(cbx_convert(engine, source, n, 16000, NULL, &request, &audio), CBX_OK,
+                      NULL);
+        Samples bundle_voice = take_audio(audio);
+        check_converted(&bundle_voice, 13, "conversion to the bundle voice");
+        samples_free(&bundle_voice);
+    }
+
+    /* Errors, each before any work; `*out` stays NULL. */
+    audio = NULL;
+    EXPECT_STATUS(cbx_convert(NULL, source, n, 16000, NULL, &request, &audio),
+                  CBX_INVALID_ARGUMENT, "engine");
+    EXPECT_STATUS(cbx_convert(engine, NULL, n, 16000, NULL, &request, &audio),
+                  CBX_INVALID_ARGUMENT, "samples");
+    EXPECT_STATUS(cbx_convert(engine, source, n, 0, NULL, &request, &audio), CBX_INVALID_ARGUMENT,
+                  "sample_rate");
+    EXPECT_STATUS(cbx_convert(engine, source, 0, 16000, NULL, &request, &audio),
+                  CBX_INVALID_AUDIO, "empty");
+    EXPECT_STATUS(cbx_convert(engine, source, 600, 16000, NULL, &request, &audio),
+                  CBX_INVALID_AUDIO, "0.04 s");
+    /* A count far past the hour is refused without touching the samples. */
+    EXPECT_STATUS(cbx_convert(engine, source, (size_t)-1 / 8, 16000, NULL, &request, &audio),
+                  CBX_INVALID_AUDIO, "3600 s");
+    EXPECT_STATUS(cbx_convert(engine, source, n, 16000, NULL, &request, NULL),
+                  CBX_INVALID_ARGUMENT, "out");
+    CbxConvertRequest bad = request;
+    bad.flow_steps = 0;
+    EXPECT_STATUS(cbx_convert(engine, source, n, 16000, NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "flow_steps");
+    bad = request;
+    bad.struct_size = 0;
+    EXPECT_STATUS(cbx_convert(engine, source, n, 16000, NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "struct_size");
+    float *silent = calloc(n, sizeof(float));
+    EXPECT_STATUS(cbx_convert(engine, silent, n, 16000, NULL, &request, &audio), CBX_INVALID_AUDIO,
+                  "silent");
+    free(silent);
+    float saved = source[17];
+    source[17] = NAN;
+    EXPECT_STATUS(cbx_convert(engine, source, n, 16000, NULL, &request, &audio), CBX_INVALID_AUDIO,
+                  "sample 17");
+    source[17] = saved;
+    CHECK(audio == NULL, "audio after failures");
+
+    /* Streaming: the NULL callback, cancelling on the first chunk. */
+    EXPECT_STATUS(cbx_convert_streaming(engine, source, n, 16000, NULL, &request, NULL, NULL),
+                  CBX_INVALID_ARGUMENT, "callback");
+    Stream cancel = {0, 1, NULL, 0, 0, 0};
+    EXPECT_STATUS(
+        cbx_convert_streaming(engine, source, 1600, 16000, small, &request, on_chunk, &cancel),
+        CBX_CANCELLED, "cancel");
+    CHECK(cancel.calls == 1, "%d callback calls after cancelling on the first", cancel.calls);
+    free(cancel.data);
+
+    CbxVcTarget *target = NULL;
+    EXPECT_STATUS(cbx_vc_target_from_voice(NULL, &target), CBX_INVALID_ARGUMENT, "voice");
+    EXPECT_STATUS(cbx_vc_target_from_wav_file(engine, NULL, &target), CBX_INVALID_ARGUMENT,
+                  "path");
+    EXPECT_STATUS(cbx_vc_target_from_samples(engine, source, 4000, 16000, &target),
+                  CBX_INVALID_AUDIO, "0.5 s");
+    EXPECT_STATUS(cbx_convert_wav_file(engine, NULL, NULL, &request, &audio), CBX_INVALID_ARGUMENT,
+                  "source_path");
+    CHECK(target == NULL && audio == NULL, "handles after failures");
+    cbx_vc_target_free(NULL);
+
+    if (!g_quick) {
+        /* Whole vs streamed, same seed same audio. */
+        Stream full = {0, 0, NULL, 0, 0, 0};
+        EXPECT_STATUS(
+            cbx_convert_streaming(engine, source, n, 16000, small, &request, on_chunk, &full),
+            CBX_OK, NULL);
+        Samples streamed = {full.data, full.count, full.sample_rate};
+        CHECK(full.calls == 1 && same_samples(&converted, &streamed),
+              "streamed conversion (%d calls, %zu samples) differs from the whole (%zu samples)",
+              full.calls, full.count, converted.count);
+        free(full.data);
+
+        /* A target from a WAV file and from the voice of the same file convert alike. */
+        char wav[4200];
+        scratch_path("target.wav", wav, sizeof wav);
+        CHECK(write_test_wav(wav, 22050, 2.0), "writing %s", wav);
+        EXPECT_STATUS(cbx_vc_target_from_wav_file(engine, wav, &target), CBX_OK, NULL);
+        CbxVoice *voice = NULL;
+        EXPECT_STATUS(cbx_voice_from_wav_file(engine, wav, &voice), CBX_OK, NULL);
+        CbxVcTarget *from_voice = NULL;
+        EXPECT_STATUS(cbx_vc_target_from_voice(voice, &from_voice), CBX_OK, NULL);
+        cbx_voice_free(voice);
+        EXPECT_STATUS(cbx_convert(engine, source, n, 16000, target, &request, &audio), CBX_OK,
+                      NULL);
+        Samples a = take_audio(audio);
+        EXPECT_STATUS(cbx_convert(engine, source, n, 16000, from_voice, &request, &audio), CBX_OK,
+                      NULL);
+        Samples b = take_audio(audio);
+        check_converted(&a, 13, "conversion to a WAV target");
+        CHECK(same_samples(&a, &b), "a target from a voice converts differently");
+        /* The WAV as a source (2 s at 22.05 kHz: 50 tokens). */
+        EXPECT_STATUS(cbx_convert_wav_file(engine, wav, target, &request, &audio), CBX_OK, NULL);
+        Samples c = take_audio(audio);
+        check_converted(&c, 50, "conversion of a WAV file");
+        samples_free(&a);
+        samples_free(&b);
+        samples_free(&c);
+        cbx_vc_target_free(from_voice);
+        cbx_vc_target_free(target);
+    }
+    cbx_vc_target_free(small);
+    samples_free(&converted);
+    free(source);
+}
+
 static void test_residency_and_stats(const CbxEngine *engine) {
     if (!g_quick) {
         EXPECT_STATUS(cbx_engine_set_residency(engine, "swap"), CBX_OK, NULL);
@@ -684,6 +845,7 @@ int main(int argc, char **argv) {
         test_synthesis_errors(engine);
         test_streaming(engine);
         test_voices(engine);
+        test_conversion(engine);
         test_residency_and_stats(engine);
         if (!g_quick) {
             test_threads(engine);

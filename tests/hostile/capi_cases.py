@@ -20,6 +20,7 @@ include/chatterbox_ort.h (ABI version 1).
 
 import ctypes
 import json
+import math
 import os
 import stat
 import struct
@@ -70,6 +71,17 @@ VP = ctypes.c_void_p
 PVP = ctypes.POINTER(ctypes.c_void_p)
 
 
+class CbxConvertRequest(ctypes.Structure):
+    """include/chatterbox_ort.h: the settings of one voice conversion."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("flow_steps", ctypes.c_uint32),
+        ("seed", ctypes.c_uint64),
+        ("watermark", ctypes.c_int32),
+    ]
+
+
 def load_library(path):
     lib = ctypes.CDLL(path)
     st = ctypes.c_int
@@ -97,6 +109,14 @@ def load_library(path):
         "cbx_synthesize_streaming": (st, [VP, ctypes.c_char_p, VP, VP, CbxChunkCallback, VP]),
         "cbx_audio_samples": (st, [VP, VP, VP, VP]),
         "cbx_audio_free": (None, [VP]),
+        "cbx_vc_target_from_wav_file": (st, [VP, ctypes.c_char_p, VP]),
+        "cbx_vc_target_from_samples": (st, [VP, VP, ctypes.c_size_t, ctypes.c_uint32, VP]),
+        "cbx_vc_target_from_voice": (st, [VP, VP]),
+        "cbx_vc_target_free": (None, [VP]),
+        "cbx_convert_request_default": (st, [VP, VP]),
+        "cbx_convert": (st, [VP, VP, ctypes.c_size_t, ctypes.c_uint32, VP, VP, VP]),
+        "cbx_convert_streaming": (st, [VP, VP, ctypes.c_size_t, ctypes.c_uint32, VP, VP, CbxChunkCallback, VP]),
+        "cbx_convert_wav_file": (st, [VP, ctypes.c_char_p, VP, VP, VP]),
     }
     for name, (restype, argtypes) in decl.items():
         f = getattr(lib, name)
@@ -1034,6 +1054,313 @@ def c_synth_with_voice_tokens_out_of_range(c):
         return
     s, _ = c.synth(b"Hi there.", c.request(), v)
     c.expect("cbx_synthesize(voice with token 1e12)", s, (INVALID_ARGUMENT, BUNDLE), ["token"])
+
+
+# ---- voice conversion ----------------------------------------------------------------
+
+
+def _convert_request(c, **fields):
+    r = CbxConvertRequest()
+    c.expect("cbx_convert_request_default",
+             c.lib.cbx_convert_request_default(c.engine(), ctypes.byref(r)), OK)
+    if r.struct_size != ctypes.sizeof(CbxConvertRequest):
+        raise Fail(f"CbxConvertRequest.struct_size {r.struct_size}, sizeof {ctypes.sizeof(CbxConvertRequest)}")
+    r.flow_steps = 1
+    r.watermark = 0
+    for k, v in fields.items():
+        setattr(r, k, v)
+    return r
+
+
+def _convert(c, samples, rate, request=None, target=None, count=None, buf=None):
+    """cbx_convert with `samples` (a list) or a raw `buf`; checks the out-pointer contract."""
+    if buf is None:
+        buf = (ctypes.c_float * len(samples))(*samples) if samples else None
+    n = len(samples) if count is None else count
+    out = VP(0xDEADBEEF)
+    r = request if request is not None else _convert_request(c)
+    s = c.lib.cbx_convert(c.engine(), buf, n, rate, target, ctypes.byref(r), ctypes.byref(out))
+    if s != 0 and out.value is not None:
+        raise Fail(f"cbx_convert failed ({STATUS.get(s)}) but left *out non-NULL")
+    return s, out
+
+
+def _audio_len(c, audio):
+    data, count, rate = VP(), ctypes.c_size_t(), ctypes.c_uint32()
+    c.expect("cbx_audio_samples", c.lib.cbx_audio_samples(audio, ctypes.byref(data), ctypes.byref(count),
+                                                          ctypes.byref(rate)), OK)
+    if rate.value != 24000:
+        raise Fail(f"converted audio at {rate.value} Hz")
+    return count.value
+
+
+@case
+def c_convert_valid(c):
+    s, a = _convert(c, tone(0.5, 16000), 16000)
+    c.expect("cbx_convert(0.5 s at 16 kHz)", s, OK)
+    n = _audio_len(c, a)
+    c.lib.cbx_audio_free(a)
+    if n not in (13 * 960, 13 * 960 - 480):
+        raise Fail(f"{n} samples for 13 tokens")
+
+
+@case
+def c_convert_valid_40_ms_seed_u64_max(c):
+    s, a = _convert(c, tone(0.04, 16000), 16000, _convert_request(c, seed=U64_MAX))
+    c.expect("cbx_convert(40 ms, seed UINT64_MAX)", s, OK)
+    c.lib.cbx_audio_free(a)
+
+
+@case
+def c_convert_request_default_null(c):
+    c.expect("cbx_convert_request_default(engine, NULL)",
+             c.lib.cbx_convert_request_default(c.engine(), None), (INVALID_ARGUMENT,), ["request"])
+    r = CbxConvertRequest()
+    c.expect("cbx_convert_request_default(NULL, req)",
+             c.lib.cbx_convert_request_default(None, ctypes.byref(r)), (INVALID_ARGUMENT,), ["engine"])
+
+
+@case
+def c_convert_null_engine(c):
+    buf = (ctypes.c_float * 8000)(*tone(0.5, 16000))
+    out = VP()
+    s = c.lib.cbx_convert(None, buf, 8000, 16000, None, None, ctypes.byref(out))
+    c.expect("cbx_convert(NULL engine)", s, (INVALID_ARGUMENT,), ["engine"])
+
+
+@case
+def c_convert_null_out(c):
+    buf = (ctypes.c_float * 8000)(*tone(0.5, 16000))
+    s = c.lib.cbx_convert(c.engine(), buf, 8000, 16000, None, None, None)
+    c.expect("cbx_convert(NULL out)", s, (INVALID_ARGUMENT,), ["out"])
+
+
+@case
+def c_convert_null_samples_with_count(c):
+    s, _ = _convert(c, [], 16000, count=8000)
+    c.expect("cbx_convert(NULL samples, count 8000)", s, (INVALID_ARGUMENT,), ["samples"])
+
+
+@case
+def c_convert_empty(c):
+    s, _ = _convert(c, [], 16000)
+    c.expect("cbx_convert(no samples)", s, (INVALID_AUDIO,), ["empty"])
+
+
+@case
+def c_convert_zero_rate(c):
+    s, _ = _convert(c, tone(0.5, 16000), 0)
+    c.expect("cbx_convert(rate 0)", s, (INVALID_ARGUMENT,), ["sample_rate"])
+
+
+@case
+def c_convert_rate_out_of_bounds(c):
+    for rate in (3999, 384001, U32_MAX):
+        s, _ = _convert(c, tone(0.5, 16000), rate)
+        c.expect(f"cbx_convert(rate {rate})", s, (INVALID_AUDIO,), ["sample rate"])
+
+
+@case
+def c_convert_silent(c):
+    s, _ = _convert(c, [0.0] * 16000, 16000)
+    c.expect("cbx_convert(all zeros)", s, (INVALID_AUDIO,), ["silent"])
+    s, _ = _convert(c, [5e-5, -5e-5] * 8000, 16000)
+    c.expect("cbx_convert(peak 5e-5)", s, (INVALID_AUDIO,), ["silent"])
+
+
+@case
+def c_convert_shorter_than_a_token(c):
+    s, _ = _convert(c, tone(0.5, 16000)[:639], 16000)
+    c.expect("cbx_convert(639 samples at 16 kHz)", s, (INVALID_AUDIO,), ["0.04 s"])
+
+
+@case
+def c_convert_count_past_the_hour(c):
+    # A 16-sample buffer with a count far beyond it: refused from the count, never read.
+    buf = (ctypes.c_float * 16)()
+    for count in (3600 * 16000 + 1, 2**62, 2**64 - 1):
+        s, _ = _convert(c, [], 16000, count=count, buf=buf)
+        c.expect(f"cbx_convert(count {count})", s, (INVALID_AUDIO,), ["3600 s"])
+
+
+@case
+def c_convert_one_hour_and_a_sample(c):
+    n = 4000 * 3600 + 1
+    buf = (ctypes.c_float * n)()
+    s, _ = _convert(c, [], 4000, count=n, buf=buf)
+    c.expect("cbx_convert(1 h + 1 sample at 4 kHz)", s, (INVALID_AUDIO,), ["3600 s"])
+
+
+@case
+def c_convert_nan_inf_huge(c):
+    for i, v, needle in ((100, float("nan"), "sample 100"), (7, float("inf"), "finite"), (9, 1e6, "1000")):
+        x = tone(0.5, 16000)
+        x[i] = v
+        s, _ = _convert(c, x, 16000)
+        c.expect(f"cbx_convert(sample {i} = {v})", s, (INVALID_AUDIO,), [needle])
+
+
+@case
+def c_convert_request_struct_size_zero(c):
+    r = _convert_request(c)
+    r.struct_size = 0
+    s, _ = _convert(c, tone(0.5, 16000), 16000, r)
+    c.expect("cbx_convert(struct_size 0)", s, (INVALID_ARGUMENT,), ["struct_size"])
+
+
+@case
+def c_convert_flow_steps_out_of_range(c):
+    for v in (0, 101, U32_MAX):
+        s, _ = _convert(c, tone(0.5, 16000), 16000, _convert_request(c, flow_steps=v))
+        c.expect(f"cbx_convert(flow_steps {v})", s, (INVALID_ARGUMENT,), ["flow_steps"])
+
+
+@case
+def c_convert_streaming_null_callback(c):
+    buf = (ctypes.c_float * 8000)(*tone(0.5, 16000))
+    r = _convert_request(c)
+    s = c.lib.cbx_convert_streaming(c.engine(), buf, 8000, 16000, None, ctypes.byref(r), CbxChunkCallback(), None)
+    c.expect("cbx_convert_streaming(NULL callback)", s, (INVALID_ARGUMENT,), ["callback"])
+
+
+@case
+def c_convert_streaming_cancel_odd_return(c):
+    buf = (ctypes.c_float * 8000)(*tone(0.5, 16000))
+    r = _convert_request(c)
+    calls = []
+
+    def odd(_samples, count, rate, _user):
+        calls.append((count, rate))
+        return -12345
+
+    cb = CbxChunkCallback(odd)
+    s = c.lib.cbx_convert_streaming(c.engine(), buf, 8000, 16000, None, ctypes.byref(r), cb, None)
+    c.expect("cbx_convert_streaming(callback returns -12345)", s, (CANCELLED,))
+    if len(calls) != 1 or calls[0][1] != 24000:
+        raise Fail(f"callback calls {calls}, expected one at 24000 Hz")
+
+
+@case
+def c_convert_streaming_bad_source(c):
+    r = _convert_request(c)
+    calls = []
+    cb = CbxChunkCallback(lambda *_: calls.append(1) or 0)
+    buf = (ctypes.c_float * 16000)()
+    s = c.lib.cbx_convert_streaming(c.engine(), buf, 16000, 16000, None, ctypes.byref(r), cb, None)
+    c.expect("cbx_convert_streaming(silent)", s, (INVALID_AUDIO,), ["silent"])
+    if calls:
+        raise Fail("the callback was called for a refused source")
+
+
+def _convert_wav(c, path, target=None):
+    out = VP(0xDEADBEEF)
+    r = _convert_request(c)
+    s = c.lib.cbx_convert_wav_file(c.engine(), path, target, ctypes.byref(r), ctypes.byref(out))
+    if s != 0 and out.value is not None:
+        raise Fail(f"cbx_convert_wav_file failed ({STATUS.get(s)}) but left *out non-NULL")
+    return s, out
+
+
+@case
+def c_convert_wav_file_bad_sources(c):
+    s, _ = _convert_wav(c, None)
+    c.expect("cbx_convert_wav_file(NULL path)", s, (INVALID_ARGUMENT,), ["source_path"])
+    s, _ = _convert_wav(c, c.bpath("ghost.wav"))
+    c.expect("cbx_convert_wav_file(missing)", s, (INVALID_AUDIO, IO), ["ghost.wav"])
+    s, _ = _convert_wav(c, b"/dev/zero")
+    c.expect("cbx_convert_wav_file(/dev/zero)", s, (INVALID_AUDIO, IO), ["/dev/zero"])
+    wav_pcm16(c.path("silent.wav"), [0.0] * 16000, 16000)
+    s, _ = _convert_wav(c, c.bpath("silent.wav"))
+    c.expect("cbx_convert_wav_file(silent)", s, (INVALID_AUDIO,), ["silent.wav", "silent"])
+    # 3601 s of 8-bit audio at 4 kHz (14 MB): refused after reading one frame past the hour.
+    data = b"\x64" * (4000 * 3601)
+    hdr = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+    hdr += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 4000, 4000, 1, 8)
+    hdr += b"data" + struct.pack("<I", len(data))
+    with open(c.path("long.wav"), "wb") as f:
+        f.write(hdr + data)
+    s, _ = _convert_wav(c, c.bpath("long.wav"))
+    c.expect("cbx_convert_wav_file(3601 s)", s, (INVALID_AUDIO,), ["long.wav", "3600 s"])
+
+
+@case
+def c_convert_wav_file_valid(c):
+    wav_pcm16(c.path("s.wav"), tone(1.0, 22050), 22050)
+    s, a = _convert_wav(c, c.bpath("s.wav"))
+    c.expect("cbx_convert_wav_file(1 s at 22.05 kHz)", s, OK)
+    n = _audio_len(c, a)
+    c.lib.cbx_audio_free(a)
+    if n not in (25 * 960, 25 * 960 - 480):
+        raise Fail(f"{n} samples for 25 tokens")
+
+
+@case
+def c_vc_target_bad_inputs(c):
+    out = VP(0xDEADBEEF)
+    c.expect("cbx_vc_target_from_voice(NULL)", c.lib.cbx_vc_target_from_voice(None, ctypes.byref(out)),
+             (INVALID_ARGUMENT,), ["voice"])
+    if out.value is not None:
+        raise Fail("*out not NULL after a failure")
+    c.expect("cbx_vc_target_from_wav_file(NULL path)",
+             c.lib.cbx_vc_target_from_wav_file(c.engine(), None, ctypes.byref(out)), (INVALID_ARGUMENT,), ["path"])
+    c.expect("cbx_vc_target_from_wav_file(missing)",
+             c.lib.cbx_vc_target_from_wav_file(c.engine(), c.bpath("ghost.wav"), ctypes.byref(out)),
+             (INVALID_AUDIO, IO), ["ghost.wav"])
+    wav_pcm16(c.path("short.wav"), tone(0.3, 16000), 16000)
+    c.expect("cbx_vc_target_from_wav_file(0.3 s)",
+             c.lib.cbx_vc_target_from_wav_file(c.engine(), c.bpath("short.wav"), ctypes.byref(out)),
+             (INVALID_AUDIO,), ["short.wav", "0.5 s"])
+    x = tone(0.3, 16000)
+    buf = (ctypes.c_float * len(x))(*x)
+    c.expect("cbx_vc_target_from_samples(0.3 s)",
+             c.lib.cbx_vc_target_from_samples(c.engine(), buf, len(x), 16000, ctypes.byref(out)),
+             (INVALID_AUDIO,), ["0.5 s"])
+    c.expect("cbx_vc_target_from_samples(count 2^62)",
+             c.lib.cbx_vc_target_from_samples(c.engine(), buf, 2**62, 16000, ctypes.byref(out)),
+             (INVALID_AUDIO,), ["300 s"])
+    c.expect("cbx_vc_target_from_samples(NULL, 8000)",
+             c.lib.cbx_vc_target_from_samples(c.engine(), None, 8000, 16000, ctypes.byref(out)),
+             (INVALID_ARGUMENT,), ["samples"])
+    c.expect("cbx_vc_target_from_samples(rate 0)",
+             c.lib.cbx_vc_target_from_samples(c.engine(), buf, len(x), 0, ctypes.byref(out)),
+             (INVALID_ARGUMENT,), ["sample_rate"])
+    c.expect("cbx_vc_target_from_samples(NULL out)",
+             c.lib.cbx_vc_target_from_samples(c.engine(), buf, len(x), 16000, None), (INVALID_ARGUMENT,), ["out"])
+    c.lib.cbx_vc_target_free(None)
+
+
+@case
+def c_vc_targets_convert(c):
+    """A target from samples, from a WAV and from a voice: each converts; the WAV's and its voice's alike."""
+    x = tone(1.0, 22050)
+    wav_pcm16(c.path("t.wav"), x, 22050)
+    t_wav = VP()
+    c.expect("cbx_vc_target_from_wav_file", c.lib.cbx_vc_target_from_wav_file(
+        c.engine(), c.bpath("t.wav"), ctypes.byref(t_wav)), OK)
+    voice = VP()
+    c.expect("cbx_voice_from_wav_file", c.lib.cbx_voice_from_wav_file(
+        c.engine(), c.bpath("t.wav"), ctypes.byref(voice)), OK)
+    t_voice = VP()
+    c.expect("cbx_vc_target_from_voice", c.lib.cbx_vc_target_from_voice(voice, ctypes.byref(t_voice)), OK)
+    c.lib.cbx_voice_free(voice)
+    buf = (ctypes.c_float * len(x))(*x)
+    t_samples = VP()
+    c.expect("cbx_vc_target_from_samples", c.lib.cbx_vc_target_from_samples(
+        c.engine(), buf, len(x), 22050, ctypes.byref(t_samples)), OK)
+    outs = []
+    for t in (t_wav, t_voice, t_samples):
+        s, a = _convert(c, tone(0.5, 16000), 16000, _convert_request(c, seed=5), target=t)
+        c.expect("cbx_convert(target)", s, OK)
+        data, count, rate = ctypes.POINTER(ctypes.c_float)(), ctypes.c_size_t(), ctypes.c_uint32()
+        c.lib.cbx_audio_samples(a, ctypes.byref(data), ctypes.byref(count), ctypes.byref(rate))
+        outs.append(list(data[:count.value]))
+        c.lib.cbx_audio_free(a)
+    for t in (t_wav, t_voice, t_samples):
+        c.lib.cbx_vc_target_free(t)
+    if outs[0] != outs[1]:
+        raise Fail("a WAV target and the target of its voice convert differently")
+    if any(not all(math.isfinite(v) and abs(v) <= 1.0 for v in o) for o in outs):
+        raise Fail("converted samples not finite or outside [-1, 1]")
 
 
 # ---- driver ------------------------------------------------------------------------
