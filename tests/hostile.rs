@@ -1668,6 +1668,7 @@ fn cli_cases(x: &Ctx) -> Vec<Case> {
     output_cases(x, &mut v);
     // ---- voice conversion ------------------------------------------------------------
     convert_cases(x, &mut v);
+    turbo_cases(x, &mut v);
 
     // ---- 5. commands that used to exit 0 -----------------------------------------------
     v.push(
@@ -2009,6 +2010,84 @@ fn wav_cases(x: &Ctx, v: &mut Vec<Case>) {
                 .timeout(PROMPT),
         );
     }
+}
+
+/// Turbo: a clip of 5 s or less and a silent clip are one `error:` line naming the rule;
+/// options Turbo ignores and an unknown tag are a one-line warning and the synthesis runs.
+fn turbo_cases(x: &Ctx, v: &mut Vec<Case>) {
+    let turbo = root().join("onnx/tiny-turbo");
+    let warns = |needle: &'static str| {
+        move |o: &Outcome| {
+            let lines: Vec<&str> = o.stderr.lines().filter(|l| l.contains(needle)).collect();
+            if lines.len() == 1 && lines[0].contains("WARN") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected one warning line with `{needle}`, stderr: {}",
+                    o.stderr
+                ))
+            }
+        }
+    };
+    for (name, clip, needle) in [
+        (
+            "tb_voice_exactly_5s",
+            wav16(&tone(5.0, 24_000), 24_000),
+            "longer than 5",
+        ),
+        (
+            "tb_voice_3s",
+            wav16(&tone(3.0, 16_000), 16_000),
+            "longer than 5",
+        ),
+        (
+            "tb_voice_silent",
+            wav16(&vec![0.0; 24_000 * 6], 24_000),
+            "silent",
+        ),
+    ] {
+        let path = write(&x.dir(name), "clip.wav", &clip);
+        v.push(
+            x.say(name, args!["--bundle", &turbo, "hi", "--voice", &path])
+                .fail(&[needle, "clip.wav"]),
+        );
+    }
+    v.push(
+        x.say(
+            "tb_ignored_options_warn",
+            args![
+                "--bundle",
+                &turbo,
+                "hi",
+                "--cfg-weight",
+                "0.5",
+                "--min-p",
+                "0.1"
+            ],
+        )
+        .ok()
+        .check(warns("ignoring cfg_weight 0.5, min_p 0.1")),
+    );
+    v.push(
+        x.say(
+            "tb_unknown_tag_warns",
+            args!["--bundle", &turbo, "hi [giggle] there [laugh]"],
+        )
+        .ok()
+        .check(warns("[giggle]")),
+    );
+    v.push(
+        x.say(
+            "tb_top_k_out_of_range",
+            args!["--bundle", &turbo, "hi", "--top-k", "2000000"],
+        )
+        .fail(&["top_k"]),
+    );
+    v.push(
+        x.say("tb_top_k_on_original_warns", args!["hi", "--top-k", "50"])
+            .ok()
+            .check(warns("no top-k")),
+    );
 }
 
 /// `convert`: every bad source, target and option is one `error:` line naming it, with
