@@ -11,6 +11,14 @@ fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny")
 }
 
+/// Both committed bundles: the original model's and Turbo's.
+fn bundles() -> [PathBuf; 2] {
+    [
+        tiny(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny-turbo"),
+    ]
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -52,28 +60,45 @@ fn op_scanner_detects_a_random_op() {
 fn manifest_is_valid_against_its_schema() {
     let schema =
         read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("export/manifest.schema.json"));
-    let manifest = read_json(&tiny().join("manifest.json"));
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(&manifest)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "manifest.json violates the schema: {errors:?}"
-    );
+    for dir in bundles() {
+        let manifest = read_json(&dir.join("manifest.json"));
+        let errors: Vec<String> = validator
+            .iter_errors(&manifest)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{}/manifest.json violates the schema: {errors:?}",
+            dir.display()
+        );
 
-    // The schema must reject a broken manifest, or this test proves nothing.
-    let mut broken = manifest.clone();
-    broken["schema_version"] = serde_json::json!(2);
-    assert!(!validator.is_valid(&broken));
+        // The schema must reject a broken manifest, or this test proves nothing.
+        let mut broken = manifest.clone();
+        broken["schema_version"] = serde_json::json!(2);
+        assert!(!validator.is_valid(&broken));
+    }
+    // A Turbo manifest without its Turbo keys is refused.
+    let mut turbo = read_json(&bundles()[1].join("manifest.json"));
+    turbo["config"]["s3gen"]
+        .as_object_mut()
+        .unwrap()
+        .remove("meanflow");
+    turbo["config"].as_object_mut().unwrap().remove("voice");
+    assert!(!validator.is_valid(&turbo));
 }
 
 #[test]
 fn every_component_is_present_hashed_and_loadable_by_name() {
+    for dir in bundles() {
+        components_present_and_hashed(&dir);
+    }
+}
+
+fn components_present_and_hashed(dir: &Path) {
     let bundle =
-        Bundle::open(tiny()).expect("tiny bundle opens (tokenizer and voice hashes verified)");
-    let manifest = read_json(&tiny().join("manifest.json"));
+        Bundle::open(dir).expect("tiny bundle opens (tokenizer and voice hashes verified)");
+    let manifest = read_json(&dir.join("manifest.json"));
     let listed: BTreeSet<String> = manifest["components"]
         .as_object()
         .unwrap()
@@ -94,10 +119,16 @@ fn every_component_is_present_hashed_and_loadable_by_name() {
 
 #[test]
 fn no_graph_contains_a_randomness_producing_op() {
-    let manifest = read_json(&tiny().join("manifest.json"));
+    for dir in bundles() {
+        no_random_ops(&dir);
+    }
+}
+
+fn no_random_ops(dir: &Path) {
+    let manifest = read_json(&dir.join("manifest.json"));
     for (name, spec) in manifest["components"].as_object().unwrap() {
         let file = spec["files"][0]["path"].as_str().unwrap();
-        let bytes = std::fs::read(tiny().join(file)).unwrap();
+        let bytes = std::fs::read(dir.join(file)).unwrap();
         for op in RANDOM_OPS {
             assert!(
                 !uses_op(&bytes, op),
@@ -106,7 +137,7 @@ fn no_graph_contains_a_randomness_producing_op() {
         }
         // Sanity: the scanner does see ordinary ops in real graphs.
         assert!(
-            ["MatMul", "Conv", "Gather", "Add"]
+            ["MatMul", "Gemm", "Conv", "Gather", "Add", "Concat"]
                 .iter()
                 .any(|op| uses_op(&bytes, op)),
             "{name}: op scanner found no common op; the scan is broken"
@@ -116,22 +147,14 @@ fn no_graph_contains_a_randomness_producing_op() {
 
 #[test]
 fn bundle_fits_in_twenty_megabytes_and_has_its_goldens() {
-    let mut total = 0u64;
-    let mut stack = vec![tiny()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                total += entry.metadata().unwrap().len();
-            }
-        }
+    for dir in bundles() {
+        let total = dir_bytes(&dir);
+        assert!(
+            total <= 20_000_000,
+            "{} is {total} bytes, over 20 MB",
+            dir.display()
+        );
     }
-    assert!(
-        total <= 20_000_000,
-        "onnx/tiny is {total} bytes, over 20 MB"
-    );
 
     let goldens = std::fs::read(tiny().join("goldens/goldens.safetensors")).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&goldens).unwrap();
@@ -175,4 +198,20 @@ fn bundle_fits_in_twenty_megabytes_and_has_its_goldens() {
             "goldens.json does not say how {name} was made"
         );
     }
+}
+
+fn dir_bytes(root: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += entry.metadata().unwrap().len();
+            }
+        }
+    }
+    total
 }
