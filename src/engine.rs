@@ -275,6 +275,8 @@ pub struct Engine {
     bundle: Arc<Bundle>,
     host: Host,
     frontend: family::T3Frontend,
+    /// Turbo: the KV cache of the last voice's conditioning prefix.
+    t3_prefix: crate::turbo::t3::CondPrefixCache,
     default_voice: Voice,
     dims: T3Dims,
 }
@@ -318,6 +320,7 @@ impl Engine {
             bundle,
             host,
             frontend,
+            t3_prefix: Default::default(),
             default_voice,
             dims,
         })
@@ -353,8 +356,10 @@ impl Engine {
         Request::from_generation(self.bundle.generation())
     }
 
-    /// Changes the residency policy (sessions are created or dropped as needed).
+    /// Changes the residency policy (sessions are created or dropped as needed). Also
+    /// drops the cached KV of the last voice's T3 conditioning (Turbo).
     pub fn set_residency(&self, residency: ResidencyOptions) -> Result<()> {
+        self.t3_prefix.clear();
         self.host.set_residency(residency)
     }
 
@@ -544,6 +549,7 @@ impl Engine {
                 &self.host,
                 &self.bundle,
                 &self.dims,
+                Some(&self.t3_prefix),
                 cond,
                 &ids,
                 req,

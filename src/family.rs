@@ -133,12 +133,15 @@ pub fn t3_conditioning(
 /// model's CFG pair and learned positions, or Turbo's GPT-2 without CFG. With
 /// `req.min_new_tokens`, non-speech tokens are suppressed until that many tokens
 /// are drawn. `on_token(n)` gets the count of tokens so far; `false` cancels.
+/// `prefix` (Turbo) keeps the conditioning's KV cache for the next call with the
+/// same voice.
 /// Returns the sampled tokens (a drawn stop token included).
 #[allow(clippy::too_many_arguments)]
 pub fn generate_speech_tokens(
     host: &Host,
     bundle: &Bundle,
     dims: &T3Dims,
+    prefix: Option<&turbo::t3::CondPrefixCache>,
     cond: &[f32],
     ids: &[i64],
     req: &Request,
@@ -182,6 +185,7 @@ pub fn generate_speech_tokens(
                 host,
                 dims,
                 max_positions,
+                prefix,
                 cond,
                 ids,
                 req.max_new_tokens,

@@ -338,6 +338,7 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
                     &host,
                     &bundle,
                     &dims,
+                    None,
                     &cond,
                     &ids,
                     &req,

@@ -50,6 +50,43 @@ impl<'h> KvDecoder<'h> {
         })
     }
 
+    /// A decoder whose cache starts as `past` (`past_key_0, past_value_0, ...`, each
+    /// `[B, H, past_len, hd]`), e.g. a copy of [`KvDecoder::copy_past`] of another.
+    pub fn with_past(
+        host: &'h Host,
+        dims: &T3Dims,
+        batch: usize,
+        past: Vec<Value>,
+        past_len: usize,
+    ) -> Result<KvDecoder<'h>> {
+        let mut dec = KvDecoder::new(host, dims, batch)?;
+        if past.len() != dec.past.len() {
+            return Err(Error::internal(format!(
+                "{} KV tensors given, the decoder has {}",
+                past.len(),
+                dec.past.len()
+            )));
+        }
+        let want = [batch, dims.kv_heads, past_len, dims.head_dim];
+        if let Some(v) = past.iter().find(|v| v.shape() != want) {
+            return Err(Error::internal(format!(
+                "KV tensor of shape {:?}, expected {want:?}",
+                v.shape()
+            )));
+        }
+        dec.past = past;
+        dec.past_len = past_len;
+        Ok(dec)
+    }
+
+    /// A deep copy of the cache (to start other decoders from the same prefix).
+    pub fn copy_past(&self) -> Result<Vec<Value>> {
+        self.past
+            .iter()
+            .map(|v| Value::from_f32(&v.shape(), super::f32_vec(v)?))
+            .collect()
+    }
+
     /// Positions already in the cache.
     pub fn past_len(&self) -> usize {
         self.past_len
