@@ -9,7 +9,6 @@
 
 mod pipeline_support;
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use chatterbox_ort::bundle::S3GenRefView;
@@ -18,69 +17,17 @@ use chatterbox_ort::rng::EngineRng;
 use chatterbox_ort::s3gen::{flow, vocoder};
 use chatterbox_ort::{audio, watermark, ConvertRequest, ErrorKind, S3GenReference};
 use ndarray::{Array2, Array3};
-use pipeline_support::{bundle_dir, check_close, engine, max_abs, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors};
+use pipeline_support::{bundle_dir, check_close, engine, load_goldens, max_abs, Goldens};
 
 const FP32_TOL: f64 = 1e-4;
 
 /// `goldens/vc.safetensors` and `goldens/vc.json`.
-struct VcGoldens {
-    tensors: HashMap<String, Tensor>,
-    meta: serde_json::Value,
-}
-
-impl VcGoldens {
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("vc golden `{name}` missing"))
-    }
-    fn f32(&self, name: &str) -> &[f32] {
-        &self.get(name).f32
-    }
-    fn i64(&self, name: &str) -> &[i64] {
-        &self.get(name).i64
-    }
-}
-
-fn vc() -> &'static VcGoldens {
-    static G: OnceLock<VcGoldens> = OnceLock::new();
+fn vc() -> &'static Goldens {
+    static G: OnceLock<Goldens> = OnceLock::new();
     G.get_or_init(|| {
-        let dir = bundle_dir().join("goldens");
-        let bytes = std::fs::read(dir.join("vc.safetensors")).expect("goldens/vc.safetensors");
-        let st = SafeTensors::deserialize(&bytes).expect("parse vc.safetensors");
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let (f, i) = match view.dtype() {
-                Dtype::F32 => (
-                    data.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                    Vec::new(),
-                ),
-                Dtype::I64 => (
-                    Vec::new(),
-                    data.chunks_exact(8)
-                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                ),
-                other => panic!("vc golden `{name}` has unsupported dtype {other:?}"),
-            };
-            tensors.insert(
-                name.to_string(),
-                Tensor {
-                    shape: view.shape().to_vec(),
-                    f32: f,
-                    i64: i,
-                },
-            );
-        }
-        let meta = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("vc.json")).expect("goldens/vc.json"),
-        )
-        .expect("parse vc.json");
-        VcGoldens { tensors, meta }
+        let g = load_goldens(&bundle_dir().join("goldens"), "vc");
+        assert!(!g.meta.is_null(), "goldens/vc.json missing or not JSON");
+        g
     })
 }
 

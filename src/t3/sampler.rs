@@ -155,25 +155,7 @@ pub fn process(
     };
 
     // 2. Repetition penalty over the set of generated ids.
-    let mut seen = vec![false; vocab];
-    for &id in history {
-        let idx = usize::try_from(id)
-            .ok()
-            .filter(|&i| i < vocab)
-            .ok_or_else(|| {
-                Error::invalid_argument(
-                    "history",
-                    format!("token id {id} is outside the vocabulary of {vocab}"),
-                )
-            })?;
-        seen[idx] = true;
-    }
-    let p = params.repetition_penalty;
-    if p != 1.0 {
-        for (x, _) in l.iter_mut().zip(&seen).filter(|(_, &s)| s) {
-            *x = if *x < 0.0 { *x * p } else { *x / p };
-        }
-    }
+    apply_repetition_penalty(&mut l, history, params.repetition_penalty)?;
 
     // 3. Temperature.
     if params.temperature != 1.0 {
@@ -259,6 +241,32 @@ fn apply_min_p(l: &mut [f32], min_p: f32) {
             *x = f32::NEG_INFINITY;
         }
     }
+}
+
+/// transformers' `RepetitionPenaltyLogitsProcessor(penalty)` over the *set* of `ids`:
+/// a penalised logit `x` becomes `x * penalty` when `x < 0`, else `x / penalty`
+/// (`-inf` stays `-inf`). Errors (`InvalidArgument`) on an id outside the row.
+pub(crate) fn apply_repetition_penalty(l: &mut [f32], ids: &[i64], penalty: f32) -> Result<()> {
+    let vocab = l.len();
+    let mut seen = vec![false; vocab];
+    for &id in ids {
+        let idx = usize::try_from(id)
+            .ok()
+            .filter(|&i| i < vocab)
+            .ok_or_else(|| {
+                Error::invalid_argument(
+                    "history",
+                    format!("token id {id} is outside the vocabulary of {vocab}"),
+                )
+            })?;
+        seen[idx] = true;
+    }
+    if penalty != 1.0 {
+        for (x, _) in l.iter_mut().zip(&seen).filter(|(_, &s)| s) {
+            *x = if *x < 0.0 { *x * penalty } else { *x / penalty };
+        }
+    }
+    Ok(())
 }
 
 /// `TopPLogitsWarper(top_p)`, min_tokens_to_keep = 1.

@@ -16,7 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::rng::EngineRng;
-use crate::t3::sampler::{apply_top_p, softmax};
+use crate::t3::sampler::{apply_repetition_penalty, apply_top_p, softmax};
 
 /// Turbo's sampling parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,23 +68,7 @@ pub fn process(logits: &[f32], ids: &[i64], p: &TurboSamplerParams) -> Result<Ve
         apply_top_p(&mut l, p.top_p);
     }
     if p.repetition_penalty != 1.0 {
-        let mut seen = vec![false; vocab];
-        for &id in ids {
-            let idx = usize::try_from(id)
-                .ok()
-                .filter(|&i| i < vocab)
-                .ok_or_else(|| {
-                    Error::invalid_argument(
-                        "history",
-                        format!("token id {id} is outside the vocabulary of {vocab}"),
-                    )
-                })?;
-            seen[idx] = true;
-        }
-        let r = p.repetition_penalty;
-        for (x, _) in l.iter_mut().zip(&seen).filter(|(_, &s)| s) {
-            *x = if *x < 0.0 { *x * r } else { *x / r };
-        }
+        apply_repetition_penalty(&mut l, ids, p.repetition_penalty)?;
     }
     if l.iter().all(|x| *x == f32::NEG_INFINITY) {
         return Err(Error::runtime("every T3 logit was filtered out"));
