@@ -387,50 +387,26 @@ fn say(args: SayArgs) -> Result<()> {
     bar.finish_and_clear();
     let audio = audio?;
 
-    if to_stdout {
-        let bytes = audio::wav::encode_wav(&audio.samples, audio.sample_rate)?;
-        let mut out = std::io::stdout().lock();
-        out.write_all(&bytes).context("writing the WAV to stdout")?;
-        out.flush().context("writing the WAV to stdout")?;
-    } else {
-        let inputs = say_inputs(&args);
-        audio::wav::write_wav_file(&args.output, &audio.samples, audio.sample_rate, &inputs)?;
-    }
+    write_audio(
+        &args.output,
+        &audio.samples,
+        audio.sample_rate,
+        &say_inputs(&args),
+    )?;
     let wall_s = wall.elapsed().as_secs_f64();
     let secs = audio.seconds();
-    let rtf = if secs > 0.0 {
-        audio.stages.total_s / secs
-    } else {
-        0.0
-    };
+    // The engine's RTF: synthesis time over audio seconds (0 without audio).
+    let rtf = audio.stages.rtf;
     eprintln!(
         "{:.2} s of audio in {:.2} s (synthesis {:.2} s, RTF {:.3}){}",
         secs,
         wall_s,
         audio.stages.total_s,
         rtf,
-        if to_stdout {
-            String::new()
-        } else {
-            format!(" -> {}", args.output.display())
-        }
+        destination(&args.output)
     );
     if args.stats {
-        let host: serde_json::Value = serde_json::from_str(&engine.stats_json()?)?;
-        let report = serde_json::json!({
-            "audio_seconds": secs,
-            "wall_seconds": wall_s,
-            "rtf": rtf,
-            "request": req,
-            "stages": audio.stages,
-            "host": host,
-        });
-        let line = serde_json::to_string(&report)?;
-        if to_stdout {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
+        print_stats(&engine, &req, &audio.stages, wall_s, &args.output)?;
     }
     Ok(())
 }
@@ -483,10 +459,35 @@ fn write_audio(output: &Path, samples: &[f32], sample_rate: u32, inputs: &[&Path
     Ok(())
 }
 
-/// Prints a `--stats` report: to stdout, or to stderr when the audio goes to stdout.
-fn print_stats(report: &serde_json::Value, to_stdout: bool) -> Result<()> {
-    let line = serde_json::to_string(report)?;
-    if to_stdout {
+/// `" -> FILE"` for the summary line, nothing when the audio goes to stdout.
+fn destination(output: &Path) -> String {
+    if output.as_os_str() == "-" {
+        String::new()
+    } else {
+        format!(" -> {}", output.display())
+    }
+}
+
+/// Prints the `--stats` report (timings, request, host statistics) as one JSON line: to
+/// stdout, or to stderr when the audio goes to stdout (`output` is `-`).
+fn print_stats(
+    engine: &Engine,
+    request: &impl serde::Serialize,
+    stages: &chatterbox_ort::StageTimings,
+    wall_s: f64,
+    output: &Path,
+) -> Result<()> {
+    let host: serde_json::Value = serde_json::from_str(&engine.stats_json()?)?;
+    let report = serde_json::json!({
+        "audio_seconds": stages.audio_s,
+        "wall_seconds": wall_s,
+        "rtf": stages.rtf,
+        "request": request,
+        "stages": stages,
+        "host": host,
+    });
+    let line = serde_json::to_string(&report)?;
+    if output.as_os_str() == "-" {
         eprintln!("{line}");
     } else {
         println!("{line}");
@@ -573,23 +574,10 @@ fn convert(args: ConvertArgs) -> Result<()> {
         stages.chunks,
         if stages.chunks == 1 { "" } else { "s" },
         stages.rtf,
-        if to_stdout {
-            String::new()
-        } else {
-            format!(" -> {}", args.output.display())
-        }
+        destination(&args.output)
     );
     if args.stats {
-        let host: serde_json::Value = serde_json::from_str(&engine.stats_json()?)?;
-        let report = serde_json::json!({
-            "audio_seconds": stages.audio_s,
-            "wall_seconds": wall_s,
-            "rtf": stages.rtf,
-            "request": req,
-            "stages": stages,
-            "host": host,
-        });
-        print_stats(&report, to_stdout)?;
+        print_stats(&engine, &req, &stages, wall_s, &args.output)?;
     }
     Ok(())
 }
