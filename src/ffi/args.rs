@@ -16,6 +16,26 @@ pub(crate) unsafe fn borrow<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T
     unsafe { ptr.as_ref() }.ok_or_else(|| FfiError::invalid_argument(format!("`{name}` is NULL")))
 }
 
+/// The body of a `cbx_*_default` function: writes `make(engine)` into the caller's
+/// `slot` (`name` in the message when it is NULL).
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `slot` is NULL or points to writable
+/// storage for a `T`.
+pub(crate) unsafe fn write_default<T>(
+    engine: *const super::engine::CbxEngine,
+    slot: *mut T,
+    name: &str,
+    make: impl FnOnce(&crate::Engine) -> T,
+) -> FfiResult<()> {
+    // SAFETY: the caller's contract.
+    let engine = unsafe { borrow(engine, "engine") }?;
+    let slot = unsafe { slot.as_mut() }
+        .ok_or_else(|| FfiError::invalid_argument(format!("`{name}` is NULL")))?;
+    *slot = make(&engine.engine);
+    Ok(())
+}
+
 /// Borrows an out-pointer and sets what it points to to NULL, so the caller
 /// sees NULL on every failure.
 ///

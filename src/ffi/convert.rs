@@ -269,11 +269,11 @@ pub unsafe extern "C" fn cbx_convert_request_default(
 ) -> CbxStatus {
     guard(|| {
         // SAFETY: the caller's contract.
-        let engine = unsafe { args::borrow(engine, "engine") }?;
-        let slot = unsafe { request.as_mut() }
-            .ok_or_else(|| FfiError::invalid_argument("`request` is NULL"))?;
-        *slot = CbxConvertRequest::from_request(&engine.engine.default_convert_request());
-        Ok(())
+        unsafe {
+            args::write_default(engine, request, "request", |e| {
+                CbxConvertRequest::from_request(&e.default_convert_request())
+            })
+        }
     })
 }
 

@@ -310,11 +310,11 @@ pub unsafe extern "C" fn cbx_request_default(
 ) -> CbxStatus {
     guard(|| {
         // SAFETY: the caller's contract.
-        let engine = unsafe { args::borrow(engine, "engine") }?;
-        let slot = unsafe { request.as_mut() }
-            .ok_or_else(|| FfiError::invalid_argument("`request` is NULL"))?;
-        *slot = CbxRequest::from_request(&engine.engine.default_request());
-        Ok(())
+        unsafe {
+            args::write_default(engine, request, "request", |e| {
+                CbxRequest::from_request(&e.default_request())
+            })
+        }
     })
 }
 
