@@ -310,12 +310,8 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
     let mut process_peak = peak_rss();
 
     // Inputs made outside the measurement: T3 conditioning, text ids (the family's).
-    let mut req = crate::engine::Request::from_generation(bundle.generation());
-    req.exaggeration = if bundle.manifest().model.family == crate::bundle::Family::Original {
-        0.5
-    } else {
-        0.0
-    };
+    // The bundle's generation defaults (exaggeration 0.5 for the original model).
+    let req = crate::engine::Request::from_generation(bundle.generation());
     let cond = {
         let _g = host.stage(Stage::Conditioning)?;
         crate::family::t3_conditioning(&host, bundle.manifest().model.family, &dims, &voice, &req)?

@@ -81,10 +81,7 @@ impl<'h> KvDecoder<'h> {
 
     /// A deep copy of the cache (to start other decoders from the same prefix).
     pub fn copy_past(&self) -> Result<Vec<Value>> {
-        self.past
-            .iter()
-            .map(|v| Value::from_f32(&v.shape(), super::f32_vec(v)?))
-            .collect()
+        copy_values(&self.past)
     }
 
     /// Positions already in the cache.
@@ -143,6 +140,14 @@ impl<'h> KvDecoder<'h> {
         }
         Ok(logits)
     }
+}
+
+/// Deep copies of f32 tensors (a KV cache kept to start other decoders from).
+pub fn copy_values(values: &[Value]) -> Result<Vec<Value>> {
+    values
+        .iter()
+        .map(|v| Value::from_f32(&v.shape(), super::f32_vec(v)?))
+        .collect()
 }
 
 /// The last-position logits of each row of `logits` `[B, seq, V]`: `B` vectors.

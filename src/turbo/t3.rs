@@ -116,10 +116,7 @@ impl CondPrefixCache {
                 .map_err(|_| Error::internal("T3 prefix cache poisoned"))?;
             if let Some((c, past)) = slot.as_ref() {
                 if c.as_slice() == cond {
-                    let copy = past
-                        .iter()
-                        .map(|v| Value::from_f32(&v.shape(), crate::t3::f32_vec(v)?))
-                        .collect::<Result<Vec<_>>>()?;
+                    let copy = decode::copy_values(past)?;
                     return KvDecoder::with_past(host, dims, 1, copy, rows);
                 }
             }
