@@ -253,18 +253,30 @@ def write_voice(tts, path: Path) -> dict:
 def conditioning_goldens(ctx: ExportContext, tts, ref_wav: Path) -> None:
     """The steps of ChatterboxTTS.prepare_conditionals, one golden each, checked against it."""
     import librosa
-    from chatterbox.models.s3gen.s3gen import get_resampler
 
     ref_24k, _ = librosa.load(str(ref_wav), sr=24000)
-    ref_16k = librosa.resample(ref_24k, orig_sr=24000, target_sr=16000)
     ctx.add_golden("ref_24k", ref_24k, "librosa.load(goldens/ref.wav, sr=24000)")
+    prepare_conditionals_goldens(ctx, tts, ref_24k, ref_wav, GENERATION["exaggeration"])
+
+
+@torch.inference_mode()
+def prepare_conditionals_goldens(ctx: ExportContext, tts, ref_24k, ref_wav: Path, exaggeration: float) -> tuple:
+    """The steps of `prepare_conditionals` after the 24 kHz clip `ref_24k` (the original
+    model's and Turbo's are the same from there on), one golden each; then checks that
+    `tts.prepare_conditionals(ref_wav)` stores exactly these. Returns (T3 prompt tokens,
+    the embed_ref dict)."""
+    import librosa
+    from chatterbox.models.s3gen.s3gen import get_resampler
+
+    ref_16k = librosa.resample(ref_24k, orig_sr=24000, target_sr=16000)
     ctx.add_golden("ref_16k", ref_16k, "librosa.resample(ref_24k, orig_sr=24000, target_sr=16000)")
     ctx.add_golden("ve_trimmed", librosa.effects.trim(ref_16k, top_db=20)[0], "librosa.effects.trim(ref_16k, top_db=20)[0]")
     ve = torch.from_numpy(tts.ve.embeds_from_wavs([ref_16k], sample_rate=16000)).mean(0, keepdim=True)
     ctx.add_golden("ve_embedding", ve, "VoiceEncoder.embeds_from_wavs([ref_16k], 16000) (trim 20 dB, rate 1.3), mean")
     plen = tts.t3.hp.speech_cond_prompt_len
     t3p, _ = tts.s3gen.tokenizer.forward([ref_16k[: tts.ENC_COND_LEN]], max_len=plen)
-    ctx.add_golden("t3_prompt_tokens", torch.atleast_2d(t3p).long(), f"S3Tokenizer.forward([ref_16k[:6 s]], max_len={plen})")
+    ctx.add_golden("t3_prompt_tokens", torch.atleast_2d(t3p).long(),
+                   f"S3Tokenizer.forward([ref_16k[:{tts.ENC_COND_LEN // 16000} s]], max_len={plen})")
     crop = torch.from_numpy(ref_24k[: tts.DEC_COND_LEN]).float()[None]
     ctx.add_golden("s3gen_ref_16k", get_resampler(24000, 16000, "cpu")(crop)[0],
                    "torchaudio Resample(24000, 16000) of ref_24k[:10 s] (as S3Gen.embed_ref)")
@@ -273,7 +285,7 @@ def conditioning_goldens(ctx: ExportContext, tts, ref_wav: Path) -> None:
     ctx.add_golden("xvector", ref["embedding"], "S3Gen.embed_ref: CAM++ x-vector of s3gen_ref_16k")
     ctx.add_golden("prompt_mel", ref["prompt_feat"], "S3Gen.embed_ref: S3Gen mel of ref_24k[:10 s], [1, frames, 80]")
 
-    tts.prepare_conditionals(str(ref_wav), exaggeration=GENERATION["exaggeration"])
+    tts.prepare_conditionals(str(ref_wav), exaggeration=exaggeration)
     c = tts.conds
 
     def gt(name):
@@ -285,7 +297,8 @@ def conditioning_goldens(ctx: ExportContext, tts, ref_wav: Path) -> None:
             and torch.equal(c.gen["prompt_feat"], gt("prompt_mel"))
             and torch.equal(c.gen["embedding"], gt("xvector")))
     if not same:
-        raise RuntimeError("conditioning goldens differ from ChatterboxTTS.prepare_conditionals")
+        raise RuntimeError(f"conditioning goldens differ from {type(tts).__name__}.prepare_conditionals")
+    return t3p, ref
 
 
 def write_goldens(ctx: ExportContext, facts: dict) -> None:

@@ -541,7 +541,8 @@ def conditioning_goldens(ctx: ExportContext, tts, ref_wav: Path) -> dict:
     be identical to what it stores."""
     import librosa
     import pyloudnorm
-    from chatterbox.models.s3gen.s3gen import get_resampler
+
+    import export_bundle
 
     raw, sr = librosa.load(str(ref_wav), sr=24000)
     if not len(raw) / sr > MIN_VOICE_SECONDS:
@@ -552,35 +553,7 @@ def conditioning_goldens(ctx: ExportContext, tts, ref_wav: Path) -> dict:
                    "(float64 value in goldens.json voice.loudness_lufs)")
     ref_24k = tts.norm_loudness(raw, 24000, target_lufs=LOUDNESS_LUFS)
     ctx.add_golden("ref_24k", ref_24k, "ChatterboxTurboTTS.norm_loudness(ref_24k_raw, 24000): x 10^((-27 - L) / 20)")
-    ref_16k = librosa.resample(ref_24k, orig_sr=24000, target_sr=16000)
-    ctx.add_golden("ref_16k", ref_16k, "librosa.resample(ref_24k, orig_sr=24000, target_sr=16000)")
-    ctx.add_golden("ve_trimmed", librosa.effects.trim(ref_16k, top_db=20)[0], "librosa.effects.trim(ref_16k, top_db=20)[0]")
-    ve = torch.from_numpy(tts.ve.embeds_from_wavs([ref_16k], sample_rate=16000)).mean(0, keepdim=True)
-    ctx.add_golden("ve_embedding", ve, "VoiceEncoder.embeds_from_wavs([ref_16k], 16000) (trim 20 dB, rate 1.3), mean")
-    plen = tts.t3.hp.speech_cond_prompt_len
-    t3p, _ = tts.s3gen.tokenizer.forward([ref_16k[: tts.ENC_COND_LEN]], max_len=plen)
-    ctx.add_golden("t3_prompt_tokens", torch.atleast_2d(t3p).long(), f"S3Tokenizer.forward([ref_16k[:15 s]], max_len={plen})")
-    crop = torch.from_numpy(ref_24k[: tts.DEC_COND_LEN]).float()[None]
-    ctx.add_golden("s3gen_ref_16k", get_resampler(24000, 16000, "cpu")(crop)[0],
-                   "torchaudio Resample(24000, 16000) of ref_24k[:10 s] (as S3Gen.embed_ref)")
-    ref = tts.s3gen.embed_ref(ref_24k[: tts.DEC_COND_LEN], 24000, device="cpu")
-    ctx.add_golden("s3gen_prompt_tokens", ref["prompt_token"].long(), "S3Gen.embed_ref: S3 tokens of s3gen_ref_16k (truncated to mel/2)")
-    ctx.add_golden("xvector", ref["embedding"], "S3Gen.embed_ref: CAM++ x-vector of s3gen_ref_16k")
-    ctx.add_golden("prompt_mel", ref["prompt_feat"], "S3Gen.embed_ref: S3Gen mel of ref_24k[:10 s], [1, frames, 80]")
-
-    tts.prepare_conditionals(str(ref_wav), exaggeration=GENERATION["exaggeration"])
-    c = tts.conds
-
-    def gt(name):
-        return torch.from_numpy(ctx.goldens[name])
-
-    same = (torch.equal(c.t3.speaker_emb, ve)
-            and torch.equal(torch.atleast_2d(c.t3.cond_prompt_speech_tokens).long(), gt("t3_prompt_tokens"))
-            and torch.equal(c.gen["prompt_token"].long(), gt("s3gen_prompt_tokens"))
-            and torch.equal(c.gen["prompt_feat"], gt("prompt_mel"))
-            and torch.equal(c.gen["embedding"], gt("xvector")))
-    if not same:
-        raise RuntimeError("conditioning goldens differ from ChatterboxTurboTTS.prepare_conditionals")
+    t3p, ref = export_bundle.prepare_conditionals_goldens(ctx, tts, ref_24k, ref_wav, GENERATION["exaggeration"])
     gain_db = LOUDNESS_LUFS - lufs
     return {"loudness_lufs": lufs, "gain_db": gain_db, "gain_linear": 10.0 ** (gain_db / 20.0),
             "seconds": len(raw) / 24000, "t3_prompt_tokens": int(t3p.shape[-1]),
