@@ -17,7 +17,7 @@ use super::{Component, Stage};
 use crate::bundle::Bundle;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{
-    CudaOptions, ModelBytes, Outputs, Provider, Session, SessionOptions, Target, Value,
+    CudaOptions, ModelBytes, Outputs, Provider, Session, SessionOptions, StateTensor, Target, Value,
 };
 use crate::stats::{self as mem, DeviceMemoryReport};
 
@@ -238,6 +238,30 @@ impl Host {
     /// Runs component `c` (creating its session if the policy has none now).
     pub fn run(&self, c: Component, inputs: Vec<(&str, Value)>) -> Result<Outputs> {
         self.with_session(c, |s| s.run(inputs))
+    }
+
+    /// Runs component `c` with `state` bound in place (see [`Session::run_in_place`]).
+    pub fn run_in_place(
+        &self,
+        c: Component,
+        inputs: Vec<(&str, Value)>,
+        state: &mut [StateTensor],
+    ) -> Result<Outputs> {
+        self.with_session(c, |s| s.run_in_place(inputs, state))
+    }
+
+    /// An f32 tensor of `shape`, contents unspecified, in the memory component `c` runs in:
+    /// state for [`Host::run_in_place`]. On the CPU no session is needed; for CUDA the
+    /// session's device allocator is used (the session is created if needed).
+    pub fn alloc_f32(&self, c: Component, shape: &[usize]) -> Result<Value> {
+        let on_cpu = {
+            let policy = lock(&self.inner.state).plan.policy(c);
+            matches!(self.inner.options_for(policy).target, Target::Cpu)
+        };
+        if on_cpu {
+            return Value::alloc_f32(shape);
+        }
+        self.with_session(c, |s| s.alloc_f32(shape))
     }
 
     /// Calls `f` with component `c`'s session (created if needed), holding it for the call.

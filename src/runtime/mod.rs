@@ -3,7 +3,8 @@
 //! [`init`] loads `libonnxruntime` once per process (see [`provision`] for the search order)
 //! and must succeed before anything else here is used: every other function returns a
 //! `Runtime` error until it has. [`Session`] is one component's session, checked against the
-//! manifest at creation; [`Value`] is an owned tensor.
+//! manifest at creation; [`Value`] is an owned tensor. [`Session::run_in_place`] binds state
+//! (a KV cache, [`StateTensor`]) as both input and output so the graph updates it in place.
 
 pub mod provision;
 mod session;
@@ -15,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 pub use provision::LibrarySource;
 pub use session::{
     ConvAlgoSearch, CudaOptions, ModelBytes, Outputs, Session, SessionOptions, SessionTimings,
-    Target,
+    StateTensor, Target,
 };
 pub use value::Value;
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ort::ep::{ArenaExtendStrategy, ExecutionProvider};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::RunOptions;
-use ort::value::{DynValue, ValueType};
+use ort::value::{DynValue, TensorElementType, ValueType};
 
-use super::value::{dtype_from_ort, Value};
+use super::value::{alloc_uninit, dtype_from_ort, Value};
 use crate::bundle::manifest::{ComponentSpec, Dim, DimsDisplay, TensorSpec};
 use crate::error::{Error, Result};
 
@@ -153,6 +154,19 @@ impl std::fmt::Debug for ModelBytes {
             .field("optimized", &self.optimized)
             .finish()
     }
+}
+
+/// A tensor a graph reads as input `input` and writes in place as output `output` (e.g. a
+/// fixed-capacity KV cache): see [`Session::run_in_place`].
+#[derive(Debug)]
+pub struct StateTensor {
+    /// The graph input that reads it.
+    pub input: String,
+    /// The graph output that writes it.
+    pub output: String,
+    /// The buffer (from [`Session::alloc_f32`] or [`Value::alloc_f32`]: a tensor made from
+    /// host data by `Value::from_f32` cannot be bound as an output).
+    pub value: Value,
 }
 
 /// One component's ONNX Runtime session.
@@ -422,11 +436,34 @@ impl Session {
         self.timings
     }
 
+    /// An f32 tensor of `shape` in the memory this session runs in (the CPU's, or the CUDA
+    /// device's), its contents unspecified: state for [`Session::run_in_place`] that stays
+    /// where the graph runs.
+    pub fn alloc_f32(&self, shape: &[usize]) -> Result<Value> {
+        match &self.target {
+            Target::Cpu => Value::alloc_f32(shape),
+            Target::Cuda(c) => {
+                let info = MemoryInfo::new(
+                    AllocationDevice::CUDA,
+                    c.device_id,
+                    AllocatorType::Device,
+                    MemoryType::Default,
+                )
+                .map_err(|e| rt(&self.name, "describing CUDA memory", e))?;
+                let allocator = Allocator::new(&self.inner, info)
+                    .map_err(|e| rt(&self.name, "getting the CUDA allocator", e))?;
+                alloc_uninit(&allocator, TensorElementType::Float32, shape)
+            }
+        }
+    }
+
     /// Runs the graph. Inputs are checked first (every manifest input given exactly once,
     /// dtypes, ranks, fixed dims, and equal sizes for dims sharing a symbolic name); errors
     /// name the tensor. Outputs are owned and outlive the session.
     pub fn run(&mut self, inputs: Vec<(&str, Value)>) -> Result<Outputs> {
-        check_inputs(&self.name, &self.spec, &inputs)?;
+        let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (*n, v)).collect();
+        check_inputs(&self.name, &self.spec, &refs)?;
+        drop(refs);
         let on_device = matches!(self.target, Target::Cuda(_));
         let input_bytes: u64 = inputs.iter().map(|(_, v)| v.byte_len() as u64).sum();
         let input_count = inputs.len() as u64;
@@ -456,9 +493,104 @@ impl Session {
             values,
         })
     }
+
+    /// Runs the graph with `state` bound in place (IoBinding): each state tensor is bound as
+    /// its input and as its output, so a graph that writes the output into the input's buffer
+    /// (a KV cache updated in place) copies nothing, and the state stays where it is (on the
+    /// device for a CUDA target). `inputs` and the state inputs together are checked like
+    /// [`Session::run`]'s; every state output must be a manifest output, bound once. The other
+    /// outputs are returned, in CPU memory.
+    pub fn run_in_place(
+        &mut self,
+        inputs: Vec<(&str, Value)>,
+        state: &mut [StateTensor],
+    ) -> Result<Outputs> {
+        {
+            let mut all: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (*n, v)).collect();
+            all.extend(state.iter().map(|s| (s.input.as_str(), &s.value)));
+            check_inputs(&self.name, &self.spec, &all)?;
+        }
+        for (i, s) in state.iter().enumerate() {
+            if self.spec.output(&s.output).is_none() {
+                let names: Vec<&str> = self.spec.outputs.iter().map(|t| t.name.as_str()).collect();
+                return Err(Error::model_mismatch(
+                    &self.name,
+                    format!(
+                        "unknown output `{}` (outputs: {})",
+                        s.output,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if state[..i].iter().any(|o| o.output == s.output) {
+                return Err(Error::model_mismatch(
+                    &self.name,
+                    format!("output `{}` bound twice", s.output),
+                ));
+            }
+        }
+        let on_device = matches!(self.target, Target::Cuda(_));
+        let input_bytes: u64 = inputs.iter().map(|(_, v)| v.byte_len() as u64).sum();
+        let input_count = inputs.len() as u64;
+        let start = Instant::now();
+        let mut binding = self
+            .inner
+            .create_binding()
+            .map_err(|e| rt(&self.name, "creating an IoBinding", e))?;
+        for (name, v) in &inputs {
+            binding
+                .bind_input(*name, v.ort())
+                .map_err(|e| rt(&self.name, &format!("binding input `{name}`"), e))?;
+        }
+        for s in state.iter_mut() {
+            binding
+                .bind_input(s.input.as_str(), s.value.ort())
+                .map_err(|e| rt(&self.name, &format!("binding input `{}`", s.input), e))?;
+            binding
+                .bind_output(s.output.as_str(), s.value.ort_mut())
+                .map_err(|e| rt(&self.name, &format!("binding output `{}`", s.output), e))?;
+        }
+        let host = MemoryInfo::new(
+            AllocationDevice::CPU,
+            0,
+            AllocatorType::Device,
+            MemoryType::CPUOutput,
+        )
+        .map_err(|e| rt(&self.name, "describing CPU memory", e))?;
+        for o in &self.spec.outputs {
+            if !state.iter().any(|s| s.output == o.name) {
+                binding
+                    .bind_output_to_device(o.name.as_str(), &host)
+                    .map_err(|e| rt(&self.name, &format!("binding output `{}`", o.name), e))?;
+            }
+        }
+        let outputs = match &self.run_options {
+            Some(ro) => self.inner.run_binding_with_options(&binding, ro),
+            None => self.inner.run_binding(&binding),
+        }
+        .map_err(|e| rt(&self.name, "run failed", e))?;
+        // The state outputs come back as handles to the bound buffers: dropped here.
+        let values: HashMap<String, Value> = outputs
+            .into_iter()
+            .filter(|(k, _)| !state.iter().any(|s| s.output == *k))
+            .map(|(k, v)| (k.to_string(), Value::from_ort(v)))
+            .collect();
+        drop(binding);
+        self.timings.runs += 1;
+        self.timings.run_total += start.elapsed();
+        if on_device {
+            self.timings.transfers += input_count + values.len() as u64;
+            self.timings.transfer_bytes +=
+                input_bytes + values.values().map(|v| v.byte_len() as u64).sum::<u64>();
+        }
+        Ok(Outputs {
+            component: self.name.clone(),
+            values,
+        })
+    }
 }
 
-/// The outputs of one [`Session::run`], by name.
+/// The outputs of one [`Session::run`] or [`Session::run_in_place`], by name.
 #[derive(Debug)]
 pub struct Outputs {
     component: String,
@@ -732,7 +864,7 @@ fn check_signature<'a>(
 }
 
 /// Validates run inputs against the manifest before handing them to ONNX Runtime.
-fn check_inputs(component: &str, spec: &ComponentSpec, inputs: &[(&str, Value)]) -> Result<()> {
+fn check_inputs(component: &str, spec: &ComponentSpec, inputs: &[(&str, &Value)]) -> Result<()> {
     let mut symbols: HashMap<&str, (usize, &str)> = HashMap::new();
     for (i, (name, value)) in inputs.iter().enumerate() {
         if inputs[..i].iter().any(|(n, _)| n == name) {

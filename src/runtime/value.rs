@@ -1,18 +1,22 @@
 //! [`Value`]: an owned ONNX Runtime tensor.
 
 use std::fmt;
+use std::ptr::NonNull;
 
 use ndarray::{ArrayD, ArrayViewD};
-use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use ort::memory::{AllocationDevice, Allocator};
+use ort::value::{DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
+use ort::AsPointer;
 
 use crate::bundle::DType;
 use crate::error::{Error, Result};
 
-/// An owned tensor in CPU memory, as given to and returned by [`Session::run`](super::Session::run).
+/// An owned tensor, as given to and returned by [`Session::run`](super::Session::run): in CPU
+/// memory, except state that [`Session::alloc_f32`](super::Session::alloc_f32) placed on a
+/// device.
 ///
-/// Moving a `Value` moves a handle, not the data, so an output (e.g. a KV-cache
-/// `present_key_i`) can be fed back as the next call's input without a copy.
-/// Values do not borrow the session that produced them.
+/// Moving a `Value` moves a handle, not the data, so an output can be fed back as the next
+/// call's input without a copy. Values do not borrow the session that produced them.
 pub struct Value {
     inner: DynValue,
 }
@@ -31,6 +35,16 @@ impl Value {
         Ok(Value {
             inner: t.into_dyn(),
         })
+    }
+
+    /// An f32 tensor of `shape` in CPU memory from ONNX Runtime's default allocator, its
+    /// contents unspecified (not zeroed: the pages of a large allocation stay uncommitted until
+    /// written). Such a tensor can be bound as an output of
+    /// [`Session::run_in_place`](super::Session::run_in_place); write it (with
+    /// [`Value::f32_slice_mut`]) before reading it.
+    pub fn alloc_f32(shape: &[usize]) -> Result<Value> {
+        super::environment()?;
+        alloc_uninit(&Allocator::default(), TensorElementType::Float32, shape)
     }
 
     /// An i64 tensor of `shape` from row-major `data`.
@@ -132,6 +146,83 @@ impl Value {
         })
     }
 
+    /// The data of an f32 tensor in CPU memory, row-major.
+    pub fn f32_slice(&self) -> Result<&[f32]> {
+        match self.inner.try_extract_tensor::<f32>() {
+            Ok((_, data)) => Ok(data),
+            Err(e) => Err(self.access_error("reading", e)),
+        }
+    }
+
+    /// The data of an f32 tensor in CPU memory, row-major, for writing.
+    pub fn f32_slice_mut(&mut self) -> Result<&mut [f32]> {
+        let (ty, shape) = (self.dtype_name(), self.shape());
+        match self.inner.try_extract_tensor_mut::<f32>() {
+            Ok((_, data)) => Ok(data),
+            Err(e) => Err(Error::runtime(format!(
+                "writing a {ty} tensor {shape:?} as f32: {e}"
+            ))),
+        }
+    }
+
+    /// Whether the data is in CPU memory (readable with [`Value::f32_slice`]).
+    pub fn is_on_host(&self) -> bool {
+        match self.inner.view().downcast::<DynTensorValueType>() {
+            Ok(t) => t.memory_info().is_cpu_accessible(),
+            Err(_) => false,
+        }
+    }
+
+    /// A copy in CPU memory of a tensor on a device (or in CPU memory).
+    pub fn to_host(&self) -> Result<Value> {
+        let t = self
+            .inner
+            .view()
+            .downcast::<DynTensorValueType>()
+            .map_err(|e| self.access_error("copying to the host", e))?;
+        let host = t
+            .to(AllocationDevice::CPU, 0)
+            .map_err(|e| self.access_error("copying to the host", e))?;
+        Ok(Value {
+            inner: host.into_dyn(),
+        })
+    }
+
+    /// Overwrites this tensor's data with `src`'s (same dtype and shape; either may be on a
+    /// device).
+    pub fn copy_from(&mut self, src: &Value) -> Result<()> {
+        if src.shape() != self.shape() || src.dtype() != self.dtype() {
+            return Err(Error::internal(format!(
+                "copying a {} tensor {:?} into a {} tensor {:?}",
+                src.dtype_name(),
+                src.shape(),
+                self.dtype_name(),
+                self.shape()
+            )));
+        }
+        let from = src
+            .inner
+            .view()
+            .downcast::<DynTensorValueType>()
+            .map_err(|e| src.access_error("copying", e))?;
+        let (ty, shape) = (self.dtype_name(), self.shape());
+        let into = self
+            .inner
+            .view_mut()
+            .downcast::<DynTensorValueType>()
+            .map_err(|e| Error::runtime(format!("copying into a {ty} tensor {shape:?}: {e}")))?;
+        from.copy_into(into)
+            .map_err(|e| Error::runtime(format!("copying into a {ty} tensor {shape:?}: {e}")))
+    }
+
+    fn access_error(&self, what: &str, e: impl fmt::Display) -> Error {
+        Error::runtime(format!(
+            "{what} a {} tensor {:?}: {e}",
+            self.dtype_name(),
+            self.shape()
+        ))
+    }
+
     /// Copies an f32 tensor into an owned array.
     pub fn to_array_f32(&self) -> Result<ArrayD<f32>> {
         Ok(self.view_f32()?.to_owned())
@@ -149,6 +240,54 @@ impl Value {
     pub(crate) fn into_ort(self) -> DynValue {
         self.inner
     }
+
+    pub(crate) fn ort(&self) -> &DynValue {
+        &self.inner
+    }
+
+    pub(crate) fn ort_mut(&mut self) -> &mut DynValue {
+        &mut self.inner
+    }
+}
+
+/// A tensor of `shape` from `allocator`, its contents unspecified. Unlike
+/// `ort::value::Tensor::new` it does not zero the data (which would commit every page).
+pub(crate) fn alloc_uninit(
+    allocator: &Allocator,
+    ty: TensorElementType,
+    shape: &[usize],
+) -> Result<Value> {
+    let bytes = shape
+        .iter()
+        .try_fold(ty.byte_size(1).unwrap_or(1), |acc, &d| acc.checked_mul(d))
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or_else(|| Error::invalid_argument("shape", format!("{shape:?} overflows")))?;
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let api = ort::api();
+    let mut ptr: *mut ort::sys::OrtValue = std::ptr::null_mut();
+    // SAFETY: the library is loaded (callers checked `environment()`); the allocator, the
+    // shape buffer and the out-pointer are valid for the call.
+    let status = unsafe {
+        (api.CreateTensorAsOrtValue)(
+            allocator.ptr().cast_mut(),
+            dims.as_ptr(),
+            dims.len(),
+            ty.into(),
+            &mut ptr,
+        )
+    };
+    super::status_to_result(
+        status,
+        &format!("allocating a {ty} tensor {shape:?} ({bytes} bytes)"),
+    )?;
+    let ptr = NonNull::new(ptr).ok_or_else(|| {
+        Error::runtime(format!(
+            "allocating a {ty} tensor {shape:?}: ONNX Runtime returned no value"
+        ))
+    })?;
+    // SAFETY: `ptr` is a tensor ONNX Runtime just created with `allocator`, owned from here on.
+    let inner = unsafe { DynValue::from_ptr(ptr, Some(allocator)) };
+    Ok(Value { inner })
 }
 
 impl fmt::Debug for Value {

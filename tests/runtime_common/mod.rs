@@ -71,6 +71,12 @@ pub fn fixture_io(graph: &str) -> (serde_json::Value, serde_json::Value) {
             json!([{"name": "x", "dtype": "float32", "shape": [1, 8]}]),
             json!([{"name": "y", "dtype": "float32", "shape": [1, 8]}]),
         ),
+        "toy_state" => (
+            json!([{"name": "x", "dtype": "float32", "shape": [1, "n"]},
+                   {"name": "state", "dtype": "float32", "shape": [1, "n"]}]),
+            json!([{"name": "y", "dtype": "float32", "shape": [1, "n"]},
+                   {"name": "state_out", "dtype": "float32", "shape": [1, "n"]}]),
+        ),
         other => panic!("no fixture {other}"),
     }
 }
