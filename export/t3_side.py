@@ -7,7 +7,8 @@ Graphs (names exactly as docs/BUNDLE.md):
   t3_text_embed    tokens [B, text_len]                     -> token_embeds [B, text_len, D], position_embeds [1, text_len, D]
   t3_speech_embed  tokens, positions [B, speech_len]        -> embeds [B, speech_len, D]
   t3_cond          speaker_emb [1, 256], prompt_embeds [1, prompt_len, D], exaggeration [1, 1, 1] -> cond [1, cond_len, D]
-  t3_decoder       inputs_embeds [B, seq, D], past_key_i / past_value_i [B, H, past, hd] -> logits [B, seq, 8194], present_*
+  t3_decoder       inputs_embeds [B, seq, D], past_len [1], past_key_i / past_value_i [B, H, capacity, hd]
+                   -> logits [B, seq, 8194], present_* (the same buffers, updated in place: kv_cache.py)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from chatterbox.models.voice_encoder import VoiceEncoder
 from chatterbox.models.voice_encoder.config import VoiceEncConfig
 from chatterbox.models.voice_encoder.voice_encoder import get_frame_step
 
+import kv_cache
 from common import ExportContext, load_safetensors, load_state_dict_strict, log, rel_error, seeded_init
 
 # ----------------------------------------------------------------------------- configs
@@ -196,40 +198,83 @@ class CondGraph(nn.Module):
         return self.cond_enc(cond)
 
 
-class DecoderGraph(nn.Module):
-    """One Llama pass over `inputs_embeds` with a KV cache, then the speech head.
-    Positions continue from the cache length; the causal mask is built in the graph."""
+class ReferenceDecoder(nn.Module):
+    """The reference forward of one T3 pass with a KV cache: the HF Llama with a
+    DynamicCache holding `past` ([B, H, past, hd] tensors), then the speech head. Not
+    exported: the in-place graph below is checked against it."""
 
     def __init__(self, t3: T3):
         super().__init__()
         self.tfmr, self.head = t3.tfmr, t3.speech_head
         self.n_layers = t3.cfg.num_hidden_layers
 
-    def forward(self, inputs_embeds, *past):
+    def forward(self, inputs_embeds, past):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.tfmr.config)
         for i in range(self.n_layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
-        past_len = torch._shape_as_tensor(past[0])[2]
-        seq = torch._shape_as_tensor(inputs_embeds)[1]
-        cache_position = torch.arange(seq) + past_len
+        past_len = past[0].shape[2]
+        cache_position = torch.arange(inputs_embeds.shape[1]) + past_len
         out = self.tfmr(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True,
                         position_ids=cache_position[None], cache_position=cache_position)
-        logits = self.head(out.last_hidden_state)
         presents = []
         for i in range(self.n_layers):
             layer = out.past_key_values.layers[i]
             presents += [layer.keys, layer.values]
-        return (logits, *presents)
+        return self.head(out.last_hidden_state), presents
 
 
-def decoder_io_names(n_layers: int):
-    ins, outs = ["inputs_embeds"], ["logits"]
-    for i in range(n_layers):
-        ins += [f"past_key_{i}", f"past_value_{i}"]
-        outs += [f"present_key_{i}", f"present_value_{i}"]
-    return ins, outs
+class DecoderGraph(nn.Module):
+    """One Llama pass over `inputs_embeds` on the in-place KV cache (kv_cache.py), then
+    the speech head: the reference layers' modules (norms, projections, rotary, MLP), with
+    the cache update and attention in one GroupQueryAttention per layer."""
+
+    def __init__(self, t3: T3):
+        super().__init__()
+        self.tfmr, self.head = t3.tfmr, t3.speech_head
+        c = t3.cfg
+        self.n_heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
+        self.head_dim = getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
+
+    def forward(self, inputs_embeds, past_len, *past):
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        lengths = kv_cache.CacheLengths(inputs_embeds, past_len)
+        h = inputs_embeds
+        cos, sin = self.tfmr.rotary_emb(h, lengths.positions)
+        presents = []
+        for i, layer in enumerate(self.tfmr.layers):
+            a = layer.self_attn
+            x = layer.input_layernorm(h)
+            heads = (*x.shape[:-1], -1, self.head_dim)
+            q = a.q_proj(x).view(heads).transpose(1, 2)
+            k = a.k_proj(x).view(heads).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            out, pk, pv = kv_cache.attend(q.transpose(1, 2).flatten(2), k.transpose(1, 2).flatten(2), a.v_proj(x),
+                                          past[2 * i], past[2 * i + 1], lengths, self.n_heads, self.kv_heads,
+                                          a.scaling)
+            h = h + a.o_proj(out)
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            presents += [pk, pv]
+        return (self.head(self.tfmr.norm(h)), *presents)
+
+
+def export_decoder(ctx: ExportContext, name: str, graph: nn.Module, reference: nn.Module, n_layers: int, d: int,
+                   kv_heads: int, hd: int, checks: list, g: torch.Generator) -> None:
+    """t3_decoder of either family: the in-place graph module checked against the
+    reference forward, then exported and checked in ONNX Runtime on (batch, seq, past)
+    cases (batch 1 wherever seq > 1 follows a cached prefix: ORT's kernel needs it)."""
+    graph = graph.eval()
+    kv_cache.check_against_reference(name, graph, reference.eval(), checks, g, n_layers, d, kv_heads, hd)
+    ins, outs = kv_cache.io_names(n_layers)
+
+    def dec_in(b, s, p):
+        return kv_cache.example_inputs(g, n_layers, d, kv_heads, hd, b, s, p, p + s + 3)
+
+    ctx.export(name, graph, dec_in(2, 3, 4), ins, outs, kv_cache.dynamic_axes(n_layers),
+               [dec_in(*c) for c in checks], fp16=True,
+               lengths=[{"batch": b, "seq": s, "past": p, "capacity": p + s + 3} for b, s, p in checks])
 
 
 # ----------------------------------------------------------------------------- export
@@ -299,23 +344,9 @@ def export_components(ctx: ExportContext, tts) -> None:
                [cond_in(150, 0.5), cond_in(7, 1.2)])
 
     # t3_decoder
-    n_layers, h, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, getattr(cfg, "head_dim", d // cfg.num_attention_heads)
-    ins, outs = decoder_io_names(n_layers)
-
-    def dec_in(b, s, past):
-        x = [torch.randn(b, s, d, generator=g)]
-        for _ in range(2 * n_layers):
-            x.append(torch.randn(b, h, past, hd, generator=g))
-        return tuple(x)
-
-    axes = {"inputs_embeds": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
-    for i in range(n_layers):
-        for kind in ("key", "value"):
-            axes[f"past_{kind}_{i}"] = {0: "batch", 2: "past"}
-            axes[f"present_{kind}_{i}"] = {0: "batch", 2: "total"}
-    ctx.export("t3_decoder", DecoderGraph(t3).eval(), dec_in(2, 3, 4), ins, outs, axes,
-               [dec_in(2, 17, 0), dec_in(2, 1, 23), dec_in(1, 5, 9)], fp16=True,
-               lengths=[{"seq": 17, "past": 0}, {"seq": 1, "past": 23}, {"seq": 5, "past": 9}])
+    hd = getattr(cfg, "head_dim", d // cfg.num_attention_heads)
+    export_decoder(ctx, "t3_decoder", DecoderGraph(t3), ReferenceDecoder(t3), cfg.num_hidden_layers, d,
+                   cfg.num_key_value_heads, hd, [(2, 17, 0), (2, 1, 23), (1, 5, 9), (2, 1, 40)], g)
 
 
 # ----------------------------------------------------------------------------- goldens

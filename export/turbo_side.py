@@ -10,9 +10,10 @@ What differs from the original family (docs/BUNDLE.md, "The turbo family"):
     t3_text_embed    tokens [1, text_len]                       -> token_embeds [1, text_len, D]
     t3_speech_embed  tokens [1, speech_len]                     -> embeds [1, speech_len, D]
     t3_cond          speaker_emb [1, 256], prompt_embeds [1, P, D] -> cond [1, 1 + P, D]
-    t3_decoder       inputs_embeds [B, seq, D], past_key_i / past_value_i [B, H, past, hd]
-                     -> logits [B, seq, 6563], present_key_i / present_value_i [B, H, past + seq, hd]
-  with GPT-2's position ids = past + arange(seq) computed in the graph.
+    t3_decoder       inputs_embeds [B, seq, D], past_len [1], past_key_i / past_value_i [B, H, capacity, hd]
+                     -> logits [B, seq, 6563], present_key_i / present_value_i (the same buffers, updated
+                     in place: kv_cache.py)
+  with GPT-2's position ids = past_len + arange(seq) computed in the graph.
 * S3Gen is `S3Gen(meanflow=True)`: the flow_estimator has an extra input `r`
   (s3gen_side), 2 Euler steps, linear schedule, no CFG.
 * The voice is loudness-normalised to -27 LUFS first, must be longer than 5 s.
@@ -83,9 +84,11 @@ CHECKPOINT_FILES = ("ve.safetensors", "t3_turbo_v1.safetensors", "s3gen_meanflow
                     "merges.txt", "conds.pt")
 
 TINY_GPT2_NAME = "GPT2_tiny_cbx"
-# hidden 8 (2 heads of 4): the text embedding keeps all 50276 rows, so the hidden
-# size is what keeps onnx/tiny-turbo (with goldens) under 20 MB.
-TINY_GPT2 = dict(n_embd=8, hidden_size=8, n_head=2, n_layer=2)
+# hidden 16 (2 heads of 8): the text embedding keeps all 50276 rows, so the hidden size
+# is what sets the size of onnx/tiny-turbo (~21 MB with goldens). Heads of 8: ONNX
+# Runtime's GroupQueryAttention (the in-place KV cache) needs a head size that is a
+# multiple of 8.
+TINY_GPT2 = dict(n_embd=16, hidden_size=16, n_head=2, n_layer=2)
 
 GENERATION = {"exaggeration": 0.0, "cfg_weight": 0.0, "temperature": 0.8, "min_p": 0.0, "top_p": 0.95, "top_k": 1000,
               "repetition_penalty": 1.2, "flow_steps": 2, "flow_cfg_rate": 0.0, "flow_schedule": "linear",
@@ -448,6 +451,61 @@ class CondGraph(nn.Module):
         return self.cond_enc(cond)
 
 
+class Gpt2ReferenceDecoder(nn.Module):
+    """The reference forward of one Turbo T3 pass with a KV cache (GPT2Model with a
+    DynamicCache holding `past`, positions from the cache length, as inference_turbo
+    runs it), then the speech head. Not exported: the in-place graph is checked against it."""
+
+    def __init__(self, t3):
+        super().__init__()
+        self.tfmr, self.head = t3.tfmr, t3.speech_head
+        self.n_layers = t3.cfg.num_hidden_layers
+
+    def forward(self, inputs_embeds, past):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.tfmr.config)
+        for i in range(self.n_layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.tfmr(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True)
+        presents = []
+        for i in range(self.n_layers):
+            layer = out.past_key_values.layers[i]
+            presents += [layer.keys, layer.values]
+        return self.head(out.last_hidden_state), presents
+
+
+class Gpt2DecoderGraph(nn.Module):
+    """One GPT-2 pass on the in-place KV cache (kv_cache.py), then the speech head: the
+    reference blocks' modules (ln_1, c_attn, c_proj, ln_2, MLP, learned positions wpe at
+    past_len + index, ln_f), with the cache update and attention in one
+    GroupQueryAttention per block."""
+
+    def __init__(self, t3):
+        super().__init__()
+        self.tfmr, self.head = t3.tfmr, t3.speech_head
+        c = t3.cfg
+        if not c.scale_attn_weights or c.scale_attn_by_inverse_layer_idx or c.reorder_and_upcast_attn:
+            raise ExportError("Turbo T3: only GPT-2's default attention scaling (1/sqrt(head_dim)) is exported")
+        self.n_heads = c.num_attention_heads
+
+    def forward(self, inputs_embeds, past_len, *past):
+        import kv_cache
+
+        lengths = kv_cache.CacheLengths(inputs_embeds, past_len)
+        h = self.tfmr.drop(inputs_embeds + self.tfmr.wpe(lengths.positions))
+        presents = []
+        for i, block in enumerate(self.tfmr.h):
+            a = block.attn
+            q, k, v = a.c_attn(block.ln_1(h)).split(a.split_size, dim=2)
+            out, pk, pv = kv_cache.attend(q, k, v, past[2 * i], past[2 * i + 1], lengths, self.n_heads, self.n_heads,
+                                          a.head_dim ** -0.5)
+            h = h + a.c_proj(out)
+            h = h + block.mlp(block.ln_2(h))
+            presents += [pk, pv]
+        return (self.head(self.tfmr.ln_f(h)), *presents)
+
+
 def t3_config_numbers(t3) -> dict:
     c, hp = t3.cfg, t3.hp
     return {
@@ -493,26 +551,10 @@ def export_t3(ctx: ExportContext, tts) -> None:
                {"prompt_embeds": {1: "prompt_len"}, "cond": {1: "cond_len"}},
                [cond_in(PROMPT_TOKENS), cond_in(7), cond_in(0)])
 
-    n_layers, h = cfg.num_hidden_layers, cfg.num_attention_heads
-    hd = d // h
-    ins, outs = t3_side.decoder_io_names(n_layers)
-
-    def dec_in(b, s, past):
-        x = [torch.randn(b, s, d, generator=g)]
-        for _ in range(2 * n_layers):
-            x.append(torch.randn(b, h, past, hd, generator=g))
-        return tuple(x)
-
-    axes = {"inputs_embeds": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
-    for i in range(n_layers):
-        for kind in ("key", "value"):
-            axes[f"past_{kind}_{i}"] = {0: "batch", 2: "past"}
-            axes[f"present_{kind}_{i}"] = {0: "batch", 2: "total"}
-    checks = [(1, 17, 0), (1, 40, 0), (1, 1, 23), (1, 1, 57), (1, 5, 9), (2, 3, 6)]
     # traced with seq > 1 and past > 0 so neither the positions nor the causal mask is specialised
-    ctx.export("t3_decoder", t3_side.DecoderGraph(t3).eval(), dec_in(2, 3, 4), ins, outs, axes,
-               [dec_in(*c) for c in checks], fp16=True,
-               lengths=[{"batch": b, "seq": s, "past": p} for b, s, p in checks])
+    h = cfg.num_attention_heads
+    t3_side.export_decoder(ctx, "t3_decoder", Gpt2DecoderGraph(t3), Gpt2ReferenceDecoder(t3), cfg.num_hidden_layers,
+                           d, h, d // h, [(1, 17, 0), (1, 40, 0), (1, 1, 23), (1, 1, 57), (1, 5, 9), (2, 1, 6)], g)
 
 
 def export_components(ctx: ExportContext, tts) -> None:

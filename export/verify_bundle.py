@@ -252,6 +252,29 @@ def check_tokenizer(bundle: Path, facts: dict) -> list[str]:
     return [f"tokenizer.json: {t!r} does not give the golden ids" for t in bad]
 
 
+def decode_chain(run, manifest, prefill, steps):
+    """t3_decoder as the engine runs it: `prefill` [B, S, D], then `steps[:, j]` for
+    j >= 1, on one capacity-sized cache (past_len grows; the present_* outputs are fed
+    back as past_*). Returns the last-position logits of each call, [B, steps, V]."""
+    import numpy as np
+
+    dec = manifest["components"]["t3_decoder"]
+    batch = prefill.shape[0]
+    n_steps = steps.shape[1]
+    capacity = prefill.shape[1] + n_steps - 1
+    n_layers = sum(1 for i in dec["inputs"] if i["name"].startswith("past_key_"))
+    kv = {i["name"]: np.zeros([batch] + [capacity if d == "capacity" else d for d in i["shape"][1:]], np.float32)
+          for i in dec["inputs"] if i["name"].startswith(("past_key_", "past_value_"))}
+    past, logits = 0, []
+    for j in range(n_steps):
+        x = prefill if j == 0 else steps[:, j:j + 1]
+        out = run("t3_decoder", inputs_embeds=x, past_len=np.array([past], np.int64), **kv)
+        past += x.shape[1]
+        logits.append(out[0][:, -1])
+        kv = {f"past_{kind}_{i}": out[1 + 2 * i + (kind == "value")] for i in range(n_layers) for kind in ("key", "value")}
+    return np.stack(logits, 1)
+
+
 def check_goldens_turbo(bundle: Path, manifest: dict, g: dict, facts: dict, run, compare, tokens_match) -> list[str]:
     """The Turbo chain (docs/BUNDLE.md, "The turbo family") on the goldens: loudness,
     conditioning, tokenizer, T3 prefill + cached decode, sampler rules, meanflow Euler,
@@ -292,16 +315,7 @@ def check_goldens_turbo(bundle: Path, manifest: dict, g: dict, facts: dict, run,
     tf = g["tf_speech_tokens"]
     sp = run("t3_speech_embed", tokens=tf)[0]
     x = np.concatenate([cond, te, sp[:, :1]], 1)
-    dec = manifest["components"]["t3_decoder"]
-    n_layers = sum(1 for i in dec["inputs"] if i["name"].startswith("past_key_"))
-    kv = {i["name"]: np.zeros([1] + [0 if d == "past" else d for d in i["shape"][1:]], f32)
-          for i in dec["inputs"] if i["name"].startswith("past_")}
-    logits = []
-    for j in range(tf.shape[1]):
-        out = run("t3_decoder", inputs_embeds=x if j == 0 else sp[:, j:j + 1], **kv)
-        logits.append(out[0][:, -1])
-        kv = {f"past_{kind}_{i}": out[1 + 2 * i + (kind == "value")] for i in range(n_layers) for kind in ("key", "value")}
-    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], np.stack(logits, 1))
+    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], decode_chain(run, manifest, x, sp))
 
     # sampler rules
     for k in facts.get("t3", {}).get("sampler_steps", []):
@@ -410,16 +424,7 @@ def check_goldens(bundle: Path, manifest: dict) -> list[str]:
     bos = run("t3_speech_embed", tokens=np.full((2, 1), 6561, np.int64), positions=np.zeros((2, 1), np.int64))[0]
     sp = run("t3_speech_embed", tokens=np.concatenate([tf] * 2), positions=np.tile(np.arange(s, dtype=np.int64), (2, 1)))[0]
     x = np.concatenate([np.concatenate([cond] * 2), te + tp, bos, sp[:, :1]], 1)
-    dec = manifest["components"]["t3_decoder"]
-    n_layers = sum(1 for i in dec["inputs"] if i["name"].startswith("past_key_"))
-    kv = {i["name"]: np.zeros([2] + [0 if d == "past" else d for d in i["shape"][1:]], f32)
-          for i in dec["inputs"] if i["name"].startswith("past_")}
-    logits = []
-    for j in range(s):
-        out = run("t3_decoder", inputs_embeds=x if j == 0 else sp[:, j:j + 1], **kv)
-        logits.append(out[0][:, -1])
-        kv = {f"past_{kind}_{i}": out[1 + 2 * i + (kind == "value")] for i in range(n_layers) for kind in ("key", "value")}
-    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], np.stack(logits, 1))
+    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], decode_chain(run, manifest, x, sp))
 
     # sampler rules
     for k in facts.get("t3", {}).get("sampler_steps", []):

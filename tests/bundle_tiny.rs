@@ -145,13 +145,19 @@ fn no_random_ops(dir: &Path) {
     }
 }
 
+/// Each committed tiny bundle, goldens included, stays this small (the repository carries
+/// them). onnx/tiny-turbo is 20.7 MB: its GPT-2 needs heads of 8 for ONNX Runtime's
+/// GroupQueryAttention (the in-place KV cache), so hidden 16, and the 50276-row text table
+/// takes 3.2 MB.
+const TINY_BUNDLE_MAX_BYTES: u64 = 21_000_000;
+
 #[test]
-fn bundle_fits_in_twenty_megabytes_and_has_its_goldens() {
+fn bundle_fits_in_21_megabytes_and_has_its_goldens() {
     for dir in bundles() {
         let total = dir_bytes(&dir);
         assert!(
-            total <= 20_000_000,
-            "{} is {total} bytes, over 20 MB",
+            total <= TINY_BUNDLE_MAX_BYTES,
+            "{} is {total} bytes, over {TINY_BUNDLE_MAX_BYTES}",
             dir.display()
         );
     }

@@ -148,7 +148,7 @@ fn teacher_forced_logits_match_golden() {
     let bos = t3::speech_embeds(host, dims, &[dims.speech_start], &[0]).unwrap();
     let x = t3::prefill_embeds(cond, &text, &bos, true);
     let seq = dims.cond_len + text.len + 2;
-    let mut dec = decode::KvDecoder::new(host, dims, 2).unwrap();
+    let mut dec = decode::KvDecoder::new(host, dims, 2, seq + tf.len()).unwrap();
     let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(), Vec::new()];
     let logits = dec.forward(x, seq).unwrap();
     for (r, l) in decode::last_logits(&logits)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chatterbox_ort::bundle::Bundle;
 use chatterbox_ort::residency::{Component, Host, Stage};
-use chatterbox_ort::runtime::{Provider, Session, SessionOptions, Value};
+use chatterbox_ort::runtime::{Provider, Session, SessionOptions, StateTensor, Value};
 
 fn tiny() -> Arc<Bundle> {
     runtime_common::init_runtime();
@@ -43,51 +43,112 @@ fn every_component_session_matches_the_manifest() {
     voice.validate(b.config()).unwrap();
 }
 
+/// The in-place KV cache: capacity-sized buffers bound as `past_*` and `present_*`, a
+/// prefill of 5 then two single steps. Each run writes its positions into the buffers and
+/// leaves the earlier ones as they were; the steps agree with one 7-position prefill.
 #[test]
-fn t3_decoder_prefill_and_step_with_kv_feedback() {
+fn t3_decoder_updates_its_kv_cache_in_place() {
     let b = tiny();
     let cfg = b.config().clone();
-    let (d, layers, heads, hd) = (
+    let (d, layers, heads, hd, vocab) = (
         cfg.t3.hidden_size,
         cfg.t3.num_layers,
         cfg.t3.num_kv_heads,
         cfg.t3.head_dim,
+        cfg.speech.vocab_size,
     );
     let spec = b.component("t3_decoder").unwrap();
     let mut s = Session::create(b.dir(), "t3_decoder", spec, &opts()).unwrap();
-    let batch = 2;
-    let mut past: Vec<(String, Value)> = Vec::new();
-    for i in 0..layers {
-        for kind in ["key", "value"] {
-            past.push((
-                format!("past_{kind}_{i}"),
-                Value::from_f32(&[batch, heads, 0, hd], Vec::new()).unwrap(),
-            ));
+    let (batch, capacity, total) = (2usize, 9usize, 7usize);
+    let embeds: Vec<f32> = (0..batch * total * d)
+        .map(|i| ((i * 7919) % 13) as f32 * 0.05 - 0.3)
+        .collect();
+    // Rows `from..to` of `[batch, total, d]` embeds.
+    let rows = |from: usize, to: usize| -> Value {
+        let mut x = Vec::new();
+        for r in 0..batch {
+            x.extend_from_slice(&embeds[(r * total + from) * d..(r * total + to) * d]);
         }
-    }
-    let mut total = 0;
-    for seq in [5usize, 1, 1] {
-        let embeds: Vec<f32> = (0..batch * seq * d).map(|i| (i % 7) as f32 * 0.1).collect();
-        let mut inputs: Vec<(&str, Value)> = vec![(
-            "inputs_embeds",
-            Value::from_f32(&[batch, seq, d], embeds).unwrap(),
-        )];
-        let names: Vec<String> = past.iter().map(|(n, _)| n.clone()).collect();
-        for ((_, v), n) in past.drain(..).zip(&names) {
-            inputs.push((n.as_str(), v));
-        }
-        let mut out = s.run(inputs).unwrap();
-        total += seq;
+        Value::from_f32(&[batch, to - from, d], x).unwrap()
+    };
+    let state = |s: &Session| -> Vec<StateTensor> {
+        (0..layers)
+            .flat_map(|i| ["key", "value"].map(|k| (i, k)))
+            .map(|(i, kind)| StateTensor {
+                input: format!("past_{kind}_{i}"),
+                output: format!("present_{kind}_{i}"),
+                value: s.alloc_f32(&[batch, heads, capacity, hd]).unwrap(),
+            })
+            .collect()
+    };
+    // Positions `0..n` of every (row, head) slab of a cache buffer.
+    let prefix = |v: &Value, n: usize| -> Vec<f32> {
+        v.f32_slice()
+            .unwrap()
+            .chunks_exact(capacity * hd)
+            .flat_map(|slab| slab[..n * hd].to_vec())
+            .collect()
+    };
+    let run = |s: &mut Session, st: &mut [StateTensor], x: Value, past: usize| -> Vec<f32> {
+        let seq = x.shape()[1];
+        let mut out = s
+            .run_in_place(
+                vec![
+                    ("inputs_embeds", x),
+                    (
+                        "past_len",
+                        Value::from_i64(&[1], vec![past as i64]).unwrap(),
+                    ),
+                ],
+                st,
+            )
+            .unwrap();
+        assert_eq!(out.names(), vec!["logits".to_string()]);
         let logits = out.take("logits").unwrap();
-        assert_eq!(logits.shape(), vec![batch, seq, cfg.speech.vocab_size]);
-        assert!(logits.view_f32().unwrap().iter().all(|v| v.is_finite()));
-        for n in names {
-            let present = out.take(&n.replace("past_", "present_")).unwrap();
-            assert_eq!(present.shape(), vec![batch, heads, total, hd], "{n}");
-            past.push((n, present));
-        }
+        assert_eq!(logits.shape(), vec![batch, seq, vocab]);
+        let l = logits.f32_slice().unwrap();
+        assert!(l.iter().all(|v| v.is_finite()));
+        // The last position of each row.
+        (0..batch)
+            .flat_map(|r| l[((r + 1) * seq - 1) * vocab..(r + 1) * seq * vocab].to_vec())
+            .collect()
+    };
+
+    let mut stepped = state(&s);
+    run(&mut s, &mut stepped, rows(0, 5), 0);
+    let after_prefill = prefix(&stepped[0].value, 5);
+    assert!(after_prefill.iter().all(|v| v.is_finite()));
+    run(&mut s, &mut stepped, rows(5, 6), 5);
+    let last_step = run(&mut s, &mut stepped, rows(6, 7), 6);
+    assert_eq!(
+        prefix(&stepped[0].value, 7)
+            .chunks_exact(7 * hd)
+            .flat_map(|slab| slab[..5 * hd].to_vec())
+            .collect::<Vec<_>>(),
+        after_prefill,
+        "later steps left the prefill's positions as they were"
+    );
+
+    let mut whole = state(&s);
+    let one_pass = run(&mut s, &mut whole, rows(0, 7), 0);
+    assert_eq!(s.timings().runs, 4);
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{what}: max abs difference {worst}");
+    };
+    close(
+        &last_step,
+        &one_pass,
+        "last-position logits, steps vs one pass",
+    );
+    for (a, b) in stepped.iter().zip(&whole) {
+        close(&prefix(&a.value, 7), &prefix(&b.value, 7), &a.output);
     }
-    assert_eq!(s.timings().runs, 3);
 }
 
 #[test]

@@ -221,7 +221,7 @@ fn teacher_forced_logits_match_golden() {
     x.extend(turbo::t3::text_embeds(host, dims, ids).unwrap());
     x.extend(turbo::t3::speech_embeds(host, dims, &[tf[0]]).unwrap());
     let seq = cond.len() / dims.hidden + ids.len() + 1;
-    let mut dec = decode::KvDecoder::new(host, dims, 1).unwrap();
+    let mut dec = decode::KvDecoder::new(host, dims, 1, seq + tf.len()).unwrap();
     let mut got = Vec::new();
     let logits = dec.forward(x, seq).unwrap();
     got.extend(decode::last_logits(&logits).unwrap().remove(0));

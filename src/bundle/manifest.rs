@@ -808,14 +808,21 @@ impl Manifest {
                 )),
             }
         };
-        let expected_inputs = 1 + 2 * t3.num_layers;
         let dec = self
             .components
             .get("t3_decoder")
             .ok_or_else(|| "no component `t3_decoder`".to_string())?;
+        // `past_len` is absent from bundles of older exports: the decoder names that case.
+        let with_past_len = usize::from(dec.input("past_len").is_some());
+        let expected_inputs = 1 + with_past_len + 2 * t3.num_layers;
         if dec.inputs.len() != expected_inputs {
+            let parts = if with_past_len == 1 {
+                "embeddings, past_len and a key and a value per layer"
+            } else {
+                "embeddings + a key and a value per layer"
+            };
             return Err(format!(
-                "`config.t3.num_layers` is {} but `t3_decoder` declares {} inputs (expected {expected_inputs}: embeddings + a key and a value per layer)",
+                "`config.t3.num_layers` is {} but `t3_decoder` declares {} inputs (expected {expected_inputs}: {parts})",
                 t3.num_layers,
                 dec.inputs.len()
             ));

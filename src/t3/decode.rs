@@ -1,12 +1,14 @@
 //! The T3 KV-cache decode loop (reference `T3.inference`).
 //!
-//! One graph, `t3_decoder`, serves the prefill (empty past) and every decode
-//! step. The `present_*` outputs of a step are moved, not copied, into the
-//! `past_*` inputs of the next one.
+//! One graph, `t3_decoder`, serves the prefill and every decode step. Its KV cache is one
+//! fixed-capacity buffer per layer and kind, `[B, H, capacity, hd]`, allocated once and bound
+//! (IoBinding) as both `past_{key,value}_i` and `present_{key,value}_i`: given `past_len`, the
+//! graph reads positions `0..past_len` and writes the new ones `past_len..past_len + seq` into
+//! the same buffer, so a step copies nothing and its cost does not grow with a cache copy.
 
 use crate::error::{Error, Result};
 use crate::residency::{Component, Host};
-use crate::runtime::Value;
+use crate::runtime::{StateTensor, Value};
 
 use super::{prefill_embeds, speech_embeds, text_embeds, T3Dims};
 
@@ -16,72 +18,108 @@ pub struct KvDecoder<'h> {
     host: &'h Host,
     dims: T3Dims,
     batch: usize,
-    /// `past_key_0, past_value_0, past_key_1, ...`
-    past: Vec<Value>,
+    capacity: usize,
+    /// `past_key_0`/`present_key_0`, `past_value_0`/`present_value_0`, ... each
+    /// `[B, H, capacity, hd]`.
+    state: Vec<StateTensor>,
     past_len: usize,
-    past_names: Vec<String>,
-    present_names: Vec<String>,
 }
 
 impl<'h> KvDecoder<'h> {
-    /// A decoder with an empty cache (`[B, H, 0, hd]` tensors).
-    pub fn new(host: &'h Host, dims: &T3Dims, batch: usize) -> Result<KvDecoder<'h>> {
-        let mut past_names = Vec::with_capacity(2 * dims.layers);
-        let mut present_names = Vec::with_capacity(2 * dims.layers);
-        let mut past = Vec::with_capacity(2 * dims.layers);
+    /// A decoder with an empty cache of `capacity` positions (the prefill and every step
+    /// after it must fit). The buffers are allocated once, not zeroed.
+    ///
+    /// Errors: `ModelMismatch` when the bundle's `t3_decoder` predates the in-place cache
+    /// (no `past_len` input).
+    pub fn new(
+        host: &'h Host,
+        dims: &T3Dims,
+        batch: usize,
+        capacity: usize,
+    ) -> Result<KvDecoder<'h>> {
+        check_contract(host)?;
+        if batch == 0 || capacity == 0 {
+            return Err(Error::internal(format!(
+                "T3 KV cache of batch {batch} and capacity {capacity}"
+            )));
+        }
+        let shape = [batch, dims.kv_heads, capacity, dims.head_dim];
+        let mut state = Vec::with_capacity(2 * dims.layers);
         for i in 0..dims.layers {
             for kind in ["key", "value"] {
-                past_names.push(format!("past_{kind}_{i}"));
-                present_names.push(format!("present_{kind}_{i}"));
-                past.push(Value::from_f32(
-                    &[batch, dims.kv_heads, 0, dims.head_dim],
-                    Vec::new(),
-                )?);
+                state.push(StateTensor {
+                    input: format!("past_{kind}_{i}"),
+                    output: format!("present_{kind}_{i}"),
+                    value: host.alloc_f32(Component::T3Decoder, &shape)?,
+                });
             }
         }
         Ok(KvDecoder {
             host,
             dims: dims.clone(),
             batch,
-            past,
+            capacity,
+            state,
             past_len: 0,
-            past_names,
-            present_names,
         })
     }
 
-    /// A decoder whose cache starts as `past` (`past_key_0, past_value_0, ...`, each
-    /// `[B, H, past_len, hd]`), e.g. a copy of [`KvDecoder::copy_past`] of another.
-    pub fn with_past(
+    /// A decoder of `capacity` positions whose cache starts as `prefix` (from
+    /// [`KvDecoder::prefix`] of another decoder of the same batch).
+    pub fn from_prefix(
         host: &'h Host,
         dims: &T3Dims,
-        batch: usize,
-        past: Vec<Value>,
-        past_len: usize,
+        prefix: &KvPrefix,
+        capacity: usize,
     ) -> Result<KvDecoder<'h>> {
-        let mut dec = KvDecoder::new(host, dims, batch)?;
-        if past.len() != dec.past.len() {
+        if prefix.rows > capacity {
+            return Err(Error::invalid_argument(
+                "max_new_tokens",
+                format!(
+                    "the T3 KV cache holds {capacity} positions, fewer than the {} cached conditioning positions",
+                    prefix.rows
+                ),
+            ));
+        }
+        let mut dec = KvDecoder::new(host, dims, prefix.batch, capacity)?;
+        if prefix.tensors.len() != dec.state.len() {
             return Err(Error::internal(format!(
-                "{} KV tensors given, the decoder has {}",
-                past.len(),
-                dec.past.len()
+                "{} cached KV tensors, the decoder has {}",
+                prefix.tensors.len(),
+                dec.state.len()
             )));
         }
-        let want = [batch, dims.kv_heads, past_len, dims.head_dim];
-        if let Some(v) = past.iter().find(|v| v.shape() != want) {
-            return Err(Error::internal(format!(
-                "KV tensor of shape {:?}, expected {want:?}",
-                v.shape()
-            )));
+        let layout = dec.layout(prefix.rows);
+        for (s, rows) in dec.state.iter_mut().zip(&prefix.tensors) {
+            if s.value.is_on_host() {
+                layout.scatter(s.value.f32_slice_mut()?, rows)?;
+            } else {
+                let mut staging = Value::alloc_f32(&s.value.shape())?;
+                layout.scatter(staging.f32_slice_mut()?, rows)?;
+                s.value.copy_from(&staging)?;
+            }
         }
-        dec.past = past;
-        dec.past_len = past_len;
+        dec.past_len = prefix.rows;
         Ok(dec)
     }
 
-    /// A deep copy of the cache (to start other decoders from the same prefix).
-    pub fn copy_past(&self) -> Result<Vec<Value>> {
-        copy_values(&self.past)
+    /// A copy of the positions in the cache (`0..past_len`), compact.
+    pub fn prefix(&self) -> Result<KvPrefix> {
+        let layout = self.layout(self.past_len);
+        let mut tensors = Vec::with_capacity(self.state.len());
+        for s in &self.state {
+            let rows = if s.value.is_on_host() {
+                layout.gather(s.value.f32_slice()?)?
+            } else {
+                layout.gather(s.value.to_host()?.f32_slice()?)?
+            };
+            tensors.push(rows);
+        }
+        Ok(KvPrefix {
+            batch: self.batch,
+            rows: self.past_len,
+            tensors,
+        })
     }
 
     /// Positions already in the cache.
@@ -89,11 +127,25 @@ impl<'h> KvDecoder<'h> {
         self.past_len
     }
 
+    /// Positions the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn layout(&self, rows: usize) -> SlabLayout {
+        SlabLayout {
+            slabs: self.batch * self.dims.kv_heads,
+            capacity: self.capacity,
+            rows,
+            head_dim: self.dims.head_dim,
+        }
+    }
+
     /// Runs `seq` new positions (`embeds` is `[B, seq, D]` row-major) and
-    /// returns the logits `[B, seq, vocab]`; the cache grows by `seq`.
+    /// returns the logits `[B, seq, vocab]`; the cache grows by `seq`, in place.
     pub fn forward(&mut self, embeds: Vec<f32>, seq: usize) -> Result<Value> {
         let d = &self.dims;
-        if embeds.len() != self.batch * seq * d.hidden {
+        if seq == 0 || embeds.len() != self.batch * seq * d.hidden {
             return Err(Error::internal(format!(
                 "T3 input embeds have {} values, expected {} x {seq} x {}",
                 embeds.len(),
@@ -101,32 +153,21 @@ impl<'h> KvDecoder<'h> {
                 d.hidden
             )));
         }
-        let mut inputs: Vec<(&str, Value)> = Vec::with_capacity(1 + self.past.len());
-        inputs.push((
-            "inputs_embeds",
-            Value::from_f32(&[self.batch, seq, d.hidden], embeds)?,
-        ));
-        let past = std::mem::take(&mut self.past);
-        for (name, v) in self.past_names.iter().zip(past) {
-            inputs.push((name.as_str(), v));
-        }
-        let mut out = self.host.run(Component::T3Decoder, inputs)?;
-        let mut present = Vec::with_capacity(self.present_names.len());
-        for name in &self.present_names {
-            present.push(out.take(name)?);
-        }
-        let total = self.past_len + seq;
-        if let Some(shape) = present.first().map(Value::shape) {
-            let want = [self.batch, d.kv_heads, total, d.head_dim];
-            if shape != want {
-                return Err(Error::model_mismatch(
-                    "t3_decoder",
-                    format!("output `present_key_0` has shape {shape:?}, expected {want:?}"),
-                ));
-            }
-        }
-        self.past = present;
-        self.past_len = total;
+        check_step(self.past_len, seq, self.capacity, self.batch)?;
+        let inputs = vec![
+            (
+                "inputs_embeds",
+                Value::from_f32(&[self.batch, seq, d.hidden], embeds)?,
+            ),
+            (
+                "past_len",
+                Value::from_i64(&[1], vec![self.past_len as i64])?,
+            ),
+        ];
+        let mut out = self
+            .host
+            .run_in_place(Component::T3Decoder, inputs, &mut self.state)?;
+        self.past_len += seq;
         let logits = out.take("logits")?;
         let shape = logits.shape();
         if shape != [self.batch, seq, d.speech_vocab] {
@@ -142,12 +183,114 @@ impl<'h> KvDecoder<'h> {
     }
 }
 
-/// Deep copies of f32 tensors (a KV cache kept to start other decoders from).
-pub fn copy_values(values: &[Value]) -> Result<Vec<Value>> {
-    values
-        .iter()
-        .map(|v| Value::from_f32(&v.shape(), super::f32_vec(v)?))
-        .collect()
+/// The first `rows` positions of a KV cache, compact: one `[B, H, rows, hd]` vector per
+/// cache tensor (`key_0, value_0, key_1, ...`). Starts other decoders from a shared prefix
+/// ([`KvDecoder::from_prefix`]).
+#[derive(Debug, Clone)]
+pub struct KvPrefix {
+    batch: usize,
+    rows: usize,
+    tensors: Vec<Vec<f32>>,
+}
+
+impl KvPrefix {
+    /// Positions held.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Checks that a step of `seq` positions after `past_len` fits the `t3_decoder` contract:
+/// within the cache, and a batch of one when a multi-position step follows cached positions
+/// (ONNX Runtime's GroupQueryAttention refuses it otherwise).
+fn check_step(past_len: usize, seq: usize, capacity: usize, batch: usize) -> Result<()> {
+    if past_len + seq > capacity {
+        return Err(Error::invalid_argument(
+            "max_new_tokens",
+            format!(
+                "T3 step needs positions {past_len}..{} but its KV cache holds {capacity} (prefill + max_new_tokens)",
+                past_len + seq
+            ),
+        ));
+    }
+    if past_len > 0 && seq > 1 && batch != 1 {
+        return Err(Error::internal(format!(
+            "T3 step of {seq} positions after {past_len} cached ones with batch {batch}: \
+             `t3_decoder` needs batch 1 for that"
+        )));
+    }
+    Ok(())
+}
+
+/// Errors unless the bundle's `t3_decoder` takes `past_len` (the in-place KV cache).
+fn check_contract(host: &Host) -> Result<()> {
+    let spec = host.bundle().component(Component::T3Decoder.name())?;
+    if spec.input("past_len").is_none() {
+        return Err(Error::model_mismatch(
+            "t3_decoder",
+            "t3_decoder has no `past_len` input: the bundle was made by an older export; \
+             re-export it with export/export_bundle.py",
+        ));
+    }
+    Ok(())
+}
+
+/// Where positions live in a cache tensor `[slabs, capacity, hd]` (`slabs = B * H`) and in
+/// its compact prefix `[slabs, rows, hd]`.
+#[derive(Debug, Clone, Copy)]
+struct SlabLayout {
+    slabs: usize,
+    capacity: usize,
+    rows: usize,
+    head_dim: usize,
+}
+
+impl SlabLayout {
+    fn check(&self, buf: usize, compact: usize) -> Result<()> {
+        let want_buf = self.slabs * self.capacity * self.head_dim;
+        let want_compact = self.slabs * self.rows * self.head_dim;
+        if self.capacity == 0
+            || self.head_dim == 0
+            || self.rows > self.capacity
+            || buf != want_buf
+            || compact != want_compact
+        {
+            return Err(Error::internal(format!(
+                "KV prefix copy: {buf} cache values for {want_buf}, {compact} prefix values for \
+                 {want_compact} ({} rows of {})",
+                self.rows, self.capacity
+            )));
+        }
+        Ok(())
+    }
+
+    /// Positions `0..rows` of every slab of `buf`, compact.
+    fn gather(&self, buf: &[f32]) -> Result<Vec<f32>> {
+        let n = self.rows * self.head_dim;
+        self.check(buf.len(), self.slabs * n)?;
+        let mut out = Vec::with_capacity(self.slabs * n);
+        for slab in buf.chunks_exact(self.capacity * self.head_dim) {
+            out.extend_from_slice(&slab[..n]);
+        }
+        Ok(out)
+    }
+
+    /// Writes the compact `rows` into positions `0..rows` of every slab of `buf` (the
+    /// other positions are left as they are).
+    fn scatter(&self, buf: &mut [f32], rows: &[f32]) -> Result<()> {
+        let n = self.rows * self.head_dim;
+        self.check(buf.len(), rows.len())?;
+        if n == 0 {
+            return Ok(());
+        }
+        for (slab, src) in buf
+            .chunks_exact_mut(self.capacity * self.head_dim)
+            .zip(rows.chunks_exact(n))
+        {
+            slab[..n].copy_from_slice(src);
+        }
+        Ok(())
+    }
 }
 
 /// The last-position logits of each row of `logits` `[B, seq, V]`: `B` vectors.
@@ -232,7 +375,7 @@ pub fn generate(
     let seq = dims.cond_len + text.len + 2;
     let x = prefill_embeds(cond, &text, &bos, cfg);
     drop(text);
-    let mut dec = KvDecoder::new(host, dims, batch)?;
+    let mut dec = KvDecoder::new(host, dims, batch, seq + opts.max_new_tokens)?;
     let logits = dec.forward(x, seq)?;
     decode_loop(
         &mut dec,
@@ -295,4 +438,69 @@ pub fn decode_loop(
     }
     history.remove(0);
     Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_gather_scatter_round_trip() {
+        // 2 slabs (B * H), capacity 4, head dim 2: value = 100 * slab + 10 * pos + i.
+        let l = SlabLayout {
+            slabs: 2,
+            capacity: 4,
+            rows: 3,
+            head_dim: 2,
+        };
+        let buf: Vec<f32> = (0..2)
+            .flat_map(|s| {
+                (0..4).flat_map(move |p| (0..2).map(move |i| (100 * s + 10 * p + i) as f32))
+            })
+            .collect();
+        let rows = l.gather(&buf).unwrap();
+        assert_eq!(
+            rows,
+            vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0, 100.0, 101.0, 110.0, 111.0, 120.0, 121.0]
+        );
+        let mut fresh = vec![-1.0; buf.len()];
+        l.scatter(&mut fresh, &rows).unwrap();
+        for s in 0..2 {
+            for p in 0..4 {
+                for i in 0..2 {
+                    let at = (s * 4 + p) * 2 + i;
+                    let want = if p < 3 { buf[at] } else { -1.0 };
+                    assert_eq!(fresh[at], want, "slab {s} pos {p} dim {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_copy_checks_sizes() {
+        let l = SlabLayout {
+            slabs: 2,
+            capacity: 4,
+            rows: 3,
+            head_dim: 2,
+        };
+        assert!(l.gather(&[0.0; 15]).is_err());
+        assert!(l.scatter(&mut [0.0; 16], &[0.0; 11]).is_err());
+        let too_many = SlabLayout { rows: 5, ..l };
+        assert!(too_many.gather(&[0.0; 16]).is_err());
+        let empty = SlabLayout { rows: 0, ..l };
+        assert_eq!(empty.gather(&[0.0; 16]).unwrap(), Vec::<f32>::new());
+        assert!(empty.scatter(&mut [0.0; 16], &[]).is_ok());
+    }
+
+    #[test]
+    fn step_bounds() {
+        assert!(check_step(0, 10, 10, 2).is_ok());
+        assert!(check_step(10, 1, 11, 2).is_ok());
+        assert!(check_step(10, 5, 15, 1).is_ok());
+        let e = check_step(10, 2, 11, 1).unwrap_err();
+        assert!(e.to_string().contains("max_new_tokens"), "{e}");
+        let e = check_step(10, 5, 20, 2).unwrap_err();
+        assert!(e.to_string().contains("batch 1"), "{e}");
+    }
 }

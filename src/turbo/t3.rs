@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::residency::{Component, Host};
 use crate::runtime::Value;
-use crate::t3::decode::{self, KvDecoder, StepLogits};
+use crate::t3::decode::{self, KvDecoder, KvPrefix, StepLogits};
 use crate::t3::{take_f32, T3Dims};
 
 /// `speech_emb(tokens)` (graph `t3_speech_embed`), `[len, D]`.
@@ -96,35 +96,39 @@ pub fn check_positions(
 /// every text chunk) with that voice starts from a copy instead of running the
 /// conditioning (376 of the about 400 prefill positions of a typical sentence)
 /// through GPT-2 again. One entry: `2 x layers x (1 + P) x D` floats (74 MB for
-/// the full model with a 375-token prompt). The prefill always runs as these two
-/// forwards, conditioning then text, cached or not, so a cache hit gives the
-/// same output bit for bit.
+/// the full model with a 375-token prompt), kept compact and copied into each new
+/// decoder's cache. The prefill always runs as these two forwards, conditioning
+/// then text, cached or not, so a cache hit gives the same output bit for bit.
 #[derive(Debug, Default)]
 pub struct CondPrefixCache {
-    slot: Mutex<Option<(Vec<f32>, Vec<Value>)>>,
+    slot: Mutex<Option<(Vec<f32>, KvPrefix)>>,
 }
 
 impl CondPrefixCache {
-    /// A decoder whose cache holds the KV of `cond`: a copy of the cached one when
-    /// `cond` is the cached conditioning, else computed (and cached).
-    fn decoder<'h>(&self, host: &'h Host, dims: &T3Dims, cond: &[f32]) -> Result<KvDecoder<'h>> {
-        let rows = cond.len() / dims.hidden;
+    /// A decoder of `capacity` positions whose cache holds the KV of `cond`: a copy of
+    /// the cached one when `cond` is the cached conditioning, else computed (and cached).
+    fn decoder<'h>(
+        &self,
+        host: &'h Host,
+        dims: &T3Dims,
+        cond: &[f32],
+        capacity: usize,
+    ) -> Result<KvDecoder<'h>> {
         {
             let slot = self
                 .slot
                 .lock()
                 .map_err(|_| Error::internal("T3 prefix cache poisoned"))?;
-            if let Some((c, past)) = slot.as_ref() {
+            if let Some((c, prefix)) = slot.as_ref() {
                 if c.as_slice() == cond {
-                    let copy = decode::copy_values(past)?;
-                    return KvDecoder::with_past(host, dims, 1, copy, rows);
+                    return KvDecoder::from_prefix(host, dims, prefix, capacity);
                 }
             }
         }
-        let dec = prefix_decoder(host, dims, cond)?;
-        let past = dec.copy_past()?;
+        let dec = prefix_decoder(host, dims, cond, capacity)?;
+        let prefix = dec.prefix()?;
         if let Ok(mut slot) = self.slot.lock() {
-            *slot = Some((cond.to_vec(), past));
+            *slot = Some((cond.to_vec(), prefix));
         }
         Ok(dec)
     }
@@ -137,10 +141,15 @@ impl CondPrefixCache {
     }
 }
 
-/// A decoder that has run the conditioning rows alone.
-fn prefix_decoder<'h>(host: &'h Host, dims: &T3Dims, cond: &[f32]) -> Result<KvDecoder<'h>> {
+/// A decoder of `capacity` positions that has run the conditioning rows alone.
+fn prefix_decoder<'h>(
+    host: &'h Host,
+    dims: &T3Dims,
+    cond: &[f32],
+    capacity: usize,
+) -> Result<KvDecoder<'h>> {
     let rows = cond.len() / dims.hidden;
-    let mut dec = KvDecoder::new(host, dims, 1)?;
+    let mut dec = KvDecoder::new(host, dims, 1, capacity)?;
     dec.forward(cond.to_vec(), rows)?;
     Ok(dec)
 }
@@ -174,9 +183,11 @@ pub fn generate(
     x.extend_from_slice(&text);
     x.extend_from_slice(&bos);
     drop(text);
+    // The prefill, then one position per step after the first token (one spare).
+    let capacity = cond_rows + seq + max_new_tokens;
     let mut dec = match prefix {
-        Some(cache) => cache.decoder(host, dims, cond)?,
-        None => prefix_decoder(host, dims, cond)?,
+        Some(cache) => cache.decoder(host, dims, cond, capacity)?,
+        None => prefix_decoder(host, dims, cond, capacity)?,
     };
     let logits = dec.forward(x, seq)?;
     decode::decode_loop(
