@@ -40,7 +40,7 @@ from common import (  # noqa: E402
     timed,
 )
 
-TINY_MAX_BYTES = 20 * 1000 * 1000
+TINY_MAX_BYTES = 21_000_000  # tests/bundle_tiny.rs TINY_BUNDLE_MAX_BYTES
 CHECKPOINT_FILES = ("ve.safetensors", "t3_cfg.safetensors", "s3gen.safetensors", "tokenizer.json", "conds.pt")
 
 GOLDEN_TEXT = "well… this is a “tiny” golden test: it checks the   text front-end; does it work - or not"

@@ -199,11 +199,11 @@ class CondGraph(nn.Module):
 
 
 class ReferenceDecoder(nn.Module):
-    """The reference forward of one T3 pass with a KV cache: the HF Llama with a
-    DynamicCache holding `past` ([B, H, past, hd] tensors), then the speech head. Not
-    exported: the in-place graph below is checked against it."""
+    """The reference forward of one T3 pass with a KV cache, either family: the HF backbone
+    (Llama, or Turbo's GPT2Model) with a DynamicCache holding `past` ([B, H, past, hd]
+    tensors), then the speech head. Not exported: the in-place graphs are checked against it."""
 
-    def __init__(self, t3: T3):
+    def __init__(self, t3):
         super().__init__()
         self.tfmr, self.head = t3.tfmr, t3.speech_head
         self.n_layers = t3.cfg.num_hidden_layers
@@ -214,10 +214,8 @@ class ReferenceDecoder(nn.Module):
         cache = DynamicCache(config=self.tfmr.config)
         for i in range(self.n_layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
-        past_len = past[0].shape[2]
-        cache_position = torch.arange(inputs_embeds.shape[1]) + past_len
-        out = self.tfmr(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True,
-                        position_ids=cache_position[None], cache_position=cache_position)
+        # positions continue from the cache length (the HF model's own default)
+        out = self.tfmr(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True)
         presents = []
         for i in range(self.n_layers):
             layer = out.past_key_values.layers[i]

@@ -451,30 +451,6 @@ class CondGraph(nn.Module):
         return self.cond_enc(cond)
 
 
-class Gpt2ReferenceDecoder(nn.Module):
-    """The reference forward of one Turbo T3 pass with a KV cache (GPT2Model with a
-    DynamicCache holding `past`, positions from the cache length, as inference_turbo
-    runs it), then the speech head. Not exported: the in-place graph is checked against it."""
-
-    def __init__(self, t3):
-        super().__init__()
-        self.tfmr, self.head = t3.tfmr, t3.speech_head
-        self.n_layers = t3.cfg.num_hidden_layers
-
-    def forward(self, inputs_embeds, past):
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.tfmr.config)
-        for i in range(self.n_layers):
-            cache.update(past[2 * i], past[2 * i + 1], i)
-        out = self.tfmr(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True)
-        presents = []
-        for i in range(self.n_layers):
-            layer = out.past_key_values.layers[i]
-            presents += [layer.keys, layer.values]
-        return self.head(out.last_hidden_state), presents
-
-
 class Gpt2DecoderGraph(nn.Module):
     """One GPT-2 pass on the in-place KV cache (kv_cache.py), then the speech head: the
     reference blocks' modules (ln_1, c_attn, c_proj, ln_2, MLP, learned positions wpe at
@@ -553,7 +529,7 @@ def export_t3(ctx: ExportContext, tts) -> None:
 
     # traced with seq > 1 and past > 0 so neither the positions nor the causal mask is specialised
     h = cfg.num_attention_heads
-    t3_side.export_decoder(ctx, "t3_decoder", Gpt2DecoderGraph(t3), Gpt2ReferenceDecoder(t3), cfg.num_hidden_layers,
+    t3_side.export_decoder(ctx, "t3_decoder", Gpt2DecoderGraph(t3), t3_side.ReferenceDecoder(t3), cfg.num_hidden_layers,
                            d, h, d // h, [(1, 17, 0), (1, 40, 0), (1, 1, 23), (1, 1, 57), (1, 5, 9), (2, 1, 6)], g)
 
 

@@ -9,7 +9,7 @@ ref.wav and of the target clip against the committed conditioning and voice gold
 committed clips with every random draw fixed and given as a tensor:
 
 * source: `goldens/voices/mono_48k_s24.wav`, `librosa.load(sr=16000)`, first SOURCE_SAMPLES
-  samples (cut so that onnx/tiny stays under the 20 MB of tests/bundle_tiny.rs);
+  samples (cut so that onnx/tiny stays under the 21 MB of tests/bundle_tiny.rs);
 * target: `goldens/voices/stereo_24k_s16.wav` through `ChatterboxVC.set_target_voice`
   (`librosa.load(sr=24000)` mixes the two channels; 2.5 s, so no 10 s crop; its S3Gen mel has
   an odd frame count, 125 frames for 62 tokens, so the output has 2 M - 1 frames).

@@ -9,10 +9,10 @@ mod pipeline_support;
 
 use chatterbox_ort::conditioning;
 use chatterbox_ort::s3gen::{flow, vocoder};
-use chatterbox_ort::t3::{self, decode, sampler};
+use chatterbox_ort::t3::sampler;
 use chatterbox_ort::watermark;
 use ndarray::{Array2, Array3};
-use pipeline_support::{check_close, engine, goldens};
+use pipeline_support::{check_close, engine, goldens, original_tf_logits};
 
 const FP32_TOL: f64 = 1e-4;
 
@@ -136,44 +136,11 @@ fn teacher_forced_logits_match_golden() {
     let e = engine();
     let g = goldens();
     let dims = e.t3_dims();
-    let host = e.host();
-    let cond = g.f32("t3_cond");
-    let text = t3::text_embeds(host, dims, g.i64("text_tokens")).unwrap();
     let tf = g.i64("tf_speech_tokens");
     let want = g.get("tf_logits");
     assert_eq!(want.shape, vec![2, tf.len(), dims.speech_vocab]);
     assert_eq!(tf[0], dims.speech_start);
-
-    let d = dims.hidden;
-    let bos = t3::speech_embeds(host, dims, &[dims.speech_start], &[0]).unwrap();
-    let x = t3::prefill_embeds(cond, &text, &bos, true);
-    let seq = dims.cond_len + text.len + 2;
-    let mut dec = decode::KvDecoder::new(host, dims, 2, seq + tf.len()).unwrap();
-    let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(), Vec::new()];
-    let logits = dec.forward(x, seq).unwrap();
-    for (r, l) in decode::last_logits(&logits)
-        .unwrap()
-        .into_iter()
-        .enumerate()
-    {
-        rows[r].push(l);
-    }
-    for (j, &tok) in tf.iter().enumerate().skip(1) {
-        let emb = t3::speech_embeds(host, dims, &[tok], &[j as i64]).unwrap();
-        let mut x = emb.clone();
-        x.extend_from_slice(&emb);
-        assert_eq!(x.len(), 2 * d);
-        let logits = dec.forward(x, 1).unwrap();
-        for (r, l) in decode::last_logits(&logits)
-            .unwrap()
-            .into_iter()
-            .enumerate()
-        {
-            rows[r].push(l);
-        }
-    }
-    assert_eq!(dec.past_len(), seq + tf.len() - 1);
-    let got: Vec<f32> = rows.into_iter().flatten().flatten().collect();
+    let got = original_tf_logits(e, g);
     check_close(
         "t3 teacher-forced logits (both rows)",
         &got,

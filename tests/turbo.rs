@@ -14,10 +14,11 @@ mod pipeline_support;
 use chatterbox_ort::audio;
 use chatterbox_ort::conditioning;
 use chatterbox_ort::s3gen::{flow, vocoder};
-use chatterbox_ort::t3::decode;
 use chatterbox_ort::turbo;
 use chatterbox_ort::{Engine, ErrorKind, Family, Request};
-use pipeline_support::{check_close, rel_err, turbo_bundle_dir, turbo_engine, turbo_goldens};
+use pipeline_support::{
+    check_close, rel_err, turbo_bundle_dir, turbo_engine, turbo_goldens, turbo_tf_logits,
+};
 
 const FP32_TOL: f64 = 1e-4;
 
@@ -210,26 +211,11 @@ fn teacher_forced_logits_match_golden() {
     let e = e();
     let g = turbo_goldens();
     let dims = e.t3_dims();
-    let host = e.host();
-    let cond = g.f32("t3_cond");
-    let ids = g.i64("text_tokens");
     let tf = g.i64("tf_speech_tokens");
     let want = g.get("tf_logits");
     assert_eq!(want.shape, vec![1, tf.len(), dims.speech_vocab]);
     assert_eq!(tf[0], dims.speech_start);
-    let mut x = cond.to_vec();
-    x.extend(turbo::t3::text_embeds(host, dims, ids).unwrap());
-    x.extend(turbo::t3::speech_embeds(host, dims, &[tf[0]]).unwrap());
-    let seq = cond.len() / dims.hidden + ids.len() + 1;
-    let mut dec = decode::KvDecoder::new(host, dims, 1, seq + tf.len()).unwrap();
-    let mut got = Vec::new();
-    let logits = dec.forward(x, seq).unwrap();
-    got.extend(decode::last_logits(&logits).unwrap().remove(0));
-    for &tok in &tf[1..] {
-        let x = turbo::t3::speech_embeds(host, dims, &[tok]).unwrap();
-        let logits = dec.forward(x, 1).unwrap();
-        got.extend(decode::last_logits(&logits).unwrap().remove(0));
-    }
+    let got = turbo_tf_logits(e, g);
     check_close("turbo teacher-forced logits", &got, &want.f32, FP32_TOL);
 }
 

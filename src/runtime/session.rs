@@ -464,7 +464,6 @@ impl Session {
         let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (*n, v)).collect();
         check_inputs(&self.name, &self.spec, &refs)?;
         drop(refs);
-        let on_device = matches!(self.target, Target::Cuda(_));
         let input_bytes: u64 = inputs.iter().map(|(_, v)| v.byte_len() as u64).sum();
         let input_count = inputs.len() as u64;
         let start = Instant::now();
@@ -481,17 +480,29 @@ impl Session {
             .into_iter()
             .map(|(k, v)| (k.to_string(), Value::from_ort(v)))
             .collect();
+        Ok(self.finish_run(start, input_count, input_bytes, values))
+    }
+
+    /// Counts a finished run in the timings (and, on a device, its transfers: the inputs
+    /// given and the outputs returned) and wraps its outputs.
+    fn finish_run(
+        &mut self,
+        start: Instant,
+        input_count: u64,
+        input_bytes: u64,
+        values: HashMap<String, Value>,
+    ) -> Outputs {
         self.timings.runs += 1;
         self.timings.run_total += start.elapsed();
-        if on_device {
+        if matches!(self.target, Target::Cuda(_)) {
             self.timings.transfers += input_count + values.len() as u64;
             self.timings.transfer_bytes +=
                 input_bytes + values.values().map(|v| v.byte_len() as u64).sum::<u64>();
         }
-        Ok(Outputs {
+        Outputs {
             component: self.name.clone(),
             values,
-        })
+        }
     }
 
     /// Runs the graph with `state` bound in place (IoBinding): each state tensor is bound as
@@ -529,7 +540,6 @@ impl Session {
                 ));
             }
         }
-        let on_device = matches!(self.target, Target::Cuda(_));
         let input_bytes: u64 = inputs.iter().map(|(_, v)| v.byte_len() as u64).sum();
         let input_count = inputs.len() as u64;
         let start = Instant::now();
@@ -576,17 +586,7 @@ impl Session {
             .map(|(k, v)| (k.to_string(), Value::from_ort(v)))
             .collect();
         drop(binding);
-        self.timings.runs += 1;
-        self.timings.run_total += start.elapsed();
-        if on_device {
-            self.timings.transfers += input_count + values.len() as u64;
-            self.timings.transfer_bytes +=
-                input_bytes + values.values().map(|v| v.byte_len() as u64).sum::<u64>();
-        }
-        Ok(Outputs {
-            component: self.name.clone(),
-            values,
-        })
+        Ok(self.finish_run(start, input_count, input_bytes, values))
     }
 }
 

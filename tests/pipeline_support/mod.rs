@@ -237,3 +237,63 @@ pub fn tone(seconds: f64, sample_rate: u32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Teacher-forced logits of the original model in the layout of the goldens' `tf_logits`
+/// (`T3.inference`): prefill `cond | text | bos | bos` (the engine's own builder), then one
+/// KV-cache step per remaining token `tf[j]` at speech position `j`, both CFG rows:
+/// `[row][step][vocab]` flattened.
+pub fn original_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
+    use chatterbox_ort::t3::{self, decode};
+    let dims = e.t3_dims();
+    let host = e.host();
+    let text = t3::text_embeds(host, dims, g.i64("text_tokens")).unwrap();
+    let tf = g.i64("tf_speech_tokens");
+    let bos = t3::speech_embeds(host, dims, &[dims.speech_start], &[0]).unwrap();
+    let x = t3::prefill_embeds(g.f32("t3_cond"), &text, &bos, true);
+    let seq = dims.cond_len + text.len + 2;
+    let mut dec = decode::KvDecoder::new(host, dims, 2, seq + tf.len()).unwrap();
+    let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(), Vec::new()];
+    let mut logits = dec.forward(x, seq).unwrap();
+    for j in 0..tf.len() {
+        for (r, l) in decode::last_logits(&logits)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            rows[r].push(l);
+        }
+        if j + 1 < tf.len() {
+            let emb = t3::speech_embeds(host, dims, &[tf[j + 1]], &[j as i64 + 1]).unwrap();
+            logits = dec.forward([emb.clone(), emb].concat(), 1).unwrap();
+        }
+    }
+    assert_eq!(dec.past_len(), seq + tf.len() - 1);
+    rows.into_iter().flatten().flatten().collect()
+}
+
+/// Teacher-forced logits of Turbo in the layout of its goldens' `tf_logits`
+/// (`inference_turbo`): prefill `cond | text | speech_emb(tf[0])`, then one KV-cache step
+/// per remaining token: `[step][vocab]` flattened.
+pub fn turbo_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
+    use chatterbox_ort::t3::decode;
+    use chatterbox_ort::turbo;
+    let dims = e.t3_dims();
+    let host = e.host();
+    let cond = g.f32("t3_cond");
+    let ids = g.i64("text_tokens");
+    let tf = g.i64("tf_speech_tokens");
+    let mut x = cond.to_vec();
+    x.extend(turbo::t3::text_embeds(host, dims, ids).unwrap());
+    x.extend(turbo::t3::speech_embeds(host, dims, &[tf[0]]).unwrap());
+    let seq = cond.len() / dims.hidden + ids.len() + 1;
+    let mut dec = decode::KvDecoder::new(host, dims, 1, seq + tf.len()).unwrap();
+    let mut got = Vec::new();
+    let logits = dec.forward(x, seq).unwrap();
+    got.extend(decode::last_logits(&logits).unwrap().remove(0));
+    for &tok in &tf[1..] {
+        let x = turbo::t3::speech_embeds(host, dims, &[tok]).unwrap();
+        let logits = dec.forward(x, 1).unwrap();
+        got.extend(decode::last_logits(&logits).unwrap().remove(0));
+    }
+    got
+}
