@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 import onnx
 import torch
+from ort_util import ort_session  # noqa: F401 (re-exported: s3gen_selftest and others)
 
 OPSET = 17
 # A component whose initializers exceed this many bytes keeps its weights in
@@ -324,16 +325,6 @@ def rel_error(ref: np.ndarray, got: np.ndarray) -> float:
     num = float(np.linalg.norm((got - ref).ravel()))
     den = float(np.linalg.norm(ref.ravel()))
     return num / den if den > 0 else num
-
-
-def ort_session(path: Path, threads: int = 2):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def convert_fp16(model: onnx.ModelProto, min_elements: int = 1024) -> onnx.ModelProto:

@@ -335,7 +335,7 @@ pub struct FileEntry {
 pub struct ComponentSpec {
     /// `files[0]` is the `.onnx`; a second entry is its external-data file.
     pub files: Vec<FileEntry>,
-    /// Weight precision (`fp32` or `fp16`).
+    /// Weight precision: `fp32`, `fp16`, or `int8` / `int4` (weight-only, `t3_decoder`).
     #[serde(default = "default_precision")]
     pub precision: String,
     /// ONNX opset.

@@ -1,0 +1,577 @@
+"""Weight-only int8 / int4 `t3_decoder` for a chatterbox-ort bundle (docs/BUNDLE.md).
+
+    python export/quantize_bundle.py --bundle IN --out OUT --precision int8|int4
+        [--block-size 32] [--accuracy-level 4] [--keep-fp32 head,positions] [--tokens 100]
+
+Writes OUT, a complete bundle: every file of IN hard-linked (copied where a link is
+impossible) except `t3_decoder`, whose weights are quantized block-wise for ONNX
+Runtime's contrib ops: each MatMul weight becomes `com.microsoft::MatMulNBits`, each
+embedding table read by a Gather (Turbo's learned positions) `GatherBlockQuantized`;
+round to nearest, asymmetric, one fp32 scale and one zero point per block of
+`block_size` consecutive values along K (the table's width for a Gather). GPT-2's
+Conv1D projections (Turbo), exported as `Gemm`, are first rewritten to `MatMul` + `Add`
+so they quantize too. Norms, biases and attention stay fp32, and so does the arithmetic
+unless `accuracy_level` 4 (the default) lets the CPU kernel quantize the activations
+to int8 per block. export/README.md ("Quantized t3_decoder") has the measurements
+behind the defaults.
+
+The new graph is then checked against IN's fp32 `t3_decoder` under teacher forcing
+(`t3_error`; benches/t3_quant_error.py runs the same code) and OUT's manifest records
+the component's precision, files, quantization settings and that error. Needs onnx,
+onnxruntime and numpy only (no torch), so it works on a bundle exported from a real
+checkpoint as well as on a random one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from ort_util import ort_session
+
+# As export/common.py (not imported: it needs torch): a graph whose initializers
+# exceed this many bytes keeps them in `<name>.onnx.data` (tensors >= 1 KiB).
+EXTERNAL_DATA_THRESHOLD = 8 * 1024 * 1024
+PRECISION_BITS = {"int8": 8, "int4": 4}
+DEFAULT_BLOCK_SIZE = 32
+DEFAULT_ACCURACY_LEVEL = 4
+KEEP_FP32 = frozenset({"head", "positions"})
+DEFAULT_TOKENS = 100
+# Teacher-forcing inputs: a fixed text of random ids (no tokenizer needed) and speech
+# tokens drawn from the fp32 graph's own distribution, both from this seed.
+CHECK_SEED = 0
+CHECK_TEXT_TOKENS = 40
+
+
+class QuantizeError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def file_entry(path: Path, root: Path) -> dict:
+    return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def read_safetensors(path: Path) -> dict:
+    """The tensors of a safetensors file as numpy arrays (F32 / F64 / I64 / I32)."""
+    dtypes = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype=dtypes[t["dtype"]]).reshape(t["shape"]).copy()
+    return out
+
+
+def initializer_bytes(model: onnx.ModelProto) -> int:
+    total = 0
+    for t in model.graph.initializer:
+        n = int(np.prod(t.dims)) if len(t.dims) else 1
+        total += n * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    return total
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> list[Path]:
+    """Writes `model` as export/common.py's `save_onnx` does (one file up to
+    EXTERNAL_DATA_THRESHOLD of initializers, else `.onnx` + `.onnx.data`); returns the
+    files written, `.onnx` first."""
+    data = path.with_name(path.name + ".data")
+    for p in (path, data):
+        if p.exists():
+            p.unlink()
+    if initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024, convert_attribute=False)
+        files = [path, data] if data.exists() else [path]
+    else:
+        onnx.save_model(model, str(path))
+        files = [path]
+    for f in files:
+        f.chmod(0o644)
+    return files
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+# ----------------------------------------------------------------------------- graph rewrite
+
+
+def _attr(node, name, default):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def gemm_to_matmul(model: onnx.ModelProto) -> int:
+    """Rewrites every `Gemm(A, W, C)` with a constant 2-D W and no transA as
+    `MatMul(A, W')` (+ `Add(., C')`), W' = alpha * (transB ? W^T : W), C' = beta * C, in
+    place. GPT-2's Conv1D exports as such a Gemm; MatMulNBits only replaces MatMul.
+    Returns how many were rewritten."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    new_nodes, count = [], 0
+    for n in g.node:
+        w = inits.get(n.input[1]) if n.op_type == "Gemm" and len(n.input) >= 2 else None
+        if w is None or len(w.dims) != 2 or _attr(n, "transA", 0):
+            new_nodes.append(n)
+            continue
+        alpha, beta = float(_attr(n, "alpha", 1.0)), float(_attr(n, "beta", 1.0))
+        weight = n.input[1]
+        if _attr(n, "transB", 0) or alpha != 1.0:
+            arr = numpy_helper.to_array(w)
+            arr = (arr.T if _attr(n, "transB", 0) else arr) * np.asarray(alpha, arr.dtype)
+            weight = f"{w.name}__matmul"
+            g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(arr), weight))
+        has_bias = len(n.input) >= 3 and n.input[2] != ""
+        bias = n.input[2] if has_bias else ""
+        if has_bias and beta != 1.0:
+            c = inits.get(bias)
+            if c is None:
+                raise QuantizeError(f"Gemm {n.name}: beta {beta} on a non-constant C")
+            bias = f"{c.name}__beta"
+            g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(c) * np.float32(beta), bias))
+        mm_out = f"{n.output[0]}__matmul" if has_bias else n.output[0]
+        new_nodes.append(helper.make_node("MatMul", [n.input[0], weight], [mm_out], name=f"{n.name}__matmul"))
+        if has_bias:
+            new_nodes.append(helper.make_node("Add", [mm_out, bias], [n.output[0]], name=f"{n.name}__bias"))
+        count += 1
+    g.ClearField("node")
+    g.node.extend(new_nodes)
+    still_used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in still_used]
+    g.ClearField("initializer")
+    g.initializer.extend(keep)
+    return count
+
+
+def weight_matmuls(model: onnx.ModelProto) -> list[tuple[str, list[int]]]:
+    """(node name, weight shape) of every MatMul whose second input is a 2-D initializer."""
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    return [(n.name, inits[n.input[1]]) for n in model.graph.node
+            if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]]) == 2]
+
+
+def block_quantize(w: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W [K, N] fp32 -> (packed [N, k_blocks, block_size * bits / 8] uint8, scales
+    [N, k_blocks] fp32, zero points [N, ceil(k_blocks * bits / 8)] uint8): ONNX Runtime's
+    own kernels (`quantize_matmul_{4,8}bits`, what its `MatMulNBitsQuantizer` calls), asymmetric."""
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits, quantize_matmul_8bits
+
+    k, n = w.shape
+    kpack = 8 // bits
+    k_blocks = (k + block_size - 1) // block_size
+    w = np.ascontiguousarray(np.pad(w.astype(np.float32), ((0, k_blocks * block_size - k), (0, 0))))
+    packed = np.zeros((n, k_blocks, block_size // kpack), np.uint8)
+    zero_points = np.zeros((n, (k_blocks + kpack - 1) // kpack), np.uint8)
+    scales = np.zeros((n, k_blocks), np.float32)
+    fn = quantize_matmul_8bits if bits == 8 else quantize_matmul_4bits
+    fn(packed, w, scales, zero_points, block_size, n, k, False)
+    return packed, scales, zero_points
+
+
+def table_quantize(w: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An embedding table [R, D] for `GatherBlockQuantized` (blocks along D, round to
+    nearest, asymmetric, the range widened to include 0 as ONNX Runtime's MatMulNBits
+    quantizer does): (data [R, D] uint8, two codes per byte low nibble first for 4 bits;
+    scales [R, D / block] fp32; zero points [R, D / block] uint8, packed likewise)."""
+    rows, d = w.shape
+    qmax = (1 << bits) - 1
+    blocks = w.astype(np.float32).reshape(rows, d // block_size, block_size)
+    lo = np.minimum(blocks.min(-1), 0.0)
+    hi = np.maximum(blocks.max(-1), 0.0)
+    scales = ((hi - lo) / qmax).astype(np.float32)
+    scales[scales == 0] = 1.0
+    zp = np.clip(np.round(-lo / scales), 0, qmax).astype(np.uint8)
+    q = np.clip(np.round(blocks / scales[..., None]) + zp[..., None], 0, qmax).astype(np.uint8).reshape(rows, d)
+
+    def pack(a):
+        if bits == 8:
+            return a
+        a = np.pad(a, ((0, 0), (0, a.shape[1] % 2)))
+        return (a[:, 0::2] | (a[:, 1::2] << 4)).astype(np.uint8)
+
+    return pack(q), scales, pack(zp)
+
+
+def quantize_decoder(model: onnx.ModelProto, bits: int, block_size: int, accuracy_level: int,
+                     keep_fp32: set, vocab: int) -> tuple[onnx.ModelProto, dict]:
+    """Quantizes the decoder's weights in place: every MatMul with a 2-D constant weight
+    (Gemm rewritten to MatMul first) becomes `com.microsoft::MatMulNBits`, every Gather
+    from a 2-D constant table (Turbo's learned positions `wpe`) `GatherBlockQuantized`,
+    both with `bits` and `block_size` (a table's block is at most its width). `keep_fp32`
+    may hold "head" (the MatMul with `vocab` outputs, the speech head) and "positions"
+    (the tables). Returns the model and the manifest's `quantization` record."""
+    g = model.graph
+    gemms = gemm_to_matmul(model)
+    mats = weight_matmuls(model)
+    heads = [name for name, shape in mats if shape[1] == vocab]
+    if len(heads) != 1:
+        raise QuantizeError(f"t3_decoder: expected one speech-head MatMul with {vocab} outputs, found {heads}")
+    inits = {t.name: t for t in g.initializer}
+    total = sum(int(np.prod(t.dims)) for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    new_nodes, done, quantized, fp32 = [], {}, 0, []
+
+    def add(wname, arrays, suffixes):
+        names = tuple(f"{wname}_{sfx}" for sfx in suffixes)
+        g.initializer.extend(numpy_helper.from_array(a, nm) for a, nm in zip(arrays, names))
+        done[wname] = names
+        return int(np.prod(inits[wname].dims))
+
+    for n in g.node:
+        const = n.input[1] if n.op_type == "MatMul" else n.input[0] if n.op_type == "Gather" else None
+        w = inits.get(const)
+        if w is None or len(w.dims) != 2 or w.data_type != onnx.TensorProto.FLOAT:
+            new_nodes.append(n)
+            continue
+        if n.op_type == "MatMul":
+            if "head" in keep_fp32 and n.name in heads:
+                fp32.append(n.name)
+                new_nodes.append(n)
+                continue
+            k, cols = w.dims
+            if const not in done:  # a weight shared by several nodes is quantized once
+                quantized += add(const, block_quantize(numpy_helper.to_array(w), bits, block_size),
+                                 (f"Q{bits}", "scales", "zero_points"))
+            attrs = {"K": k, "N": cols, "bits": bits, "block_size": block_size}
+            if accuracy_level:
+                attrs["accuracy_level"] = accuracy_level
+            new_nodes.append(helper.make_node("MatMulNBits", [n.input[0], *done[const]], list(n.output),
+                                              name=f"{n.name}_Q{bits}", domain="com.microsoft", **attrs))
+            continue
+        rows, d = w.dims
+        block = min(block_size, d)
+        if "positions" in keep_fp32 or _attr(n, "axis", 0) != 0 or d % block or block < 16:
+            fp32.append(n.name)
+            new_nodes.append(n)
+            continue
+        if const not in done:
+            quantized += add(const, table_quantize(numpy_helper.to_array(w), bits, block),
+                             (f"Q{bits}", "scales", "zero_points"))
+        data, scales, zps = done[const]
+        new_nodes.append(helper.make_node("GatherBlockQuantized", [data, n.input[1], scales, zps], list(n.output),
+                                          name=f"{n.name}_Q{bits}", domain="com.microsoft", gather_axis=0,
+                                          quantize_axis=1, block_size=block, bits=bits))
+    g.ClearField("node")
+    g.node.extend(new_nodes)
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    g.ClearField("initializer")
+    g.initializer.extend(keep)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    info = {
+        "method": "MatMulNBits / GatherBlockQuantized, round to nearest, asymmetric",
+        "bits": bits,
+        "block_size": block_size,
+        "accuracy_level": accuracy_level,
+        "gemm_rewritten": gemms,
+        "quantized_matmuls": sum(1 for n in g.node if n.op_type == "MatMulNBits"),
+        "quantized_gathers": sum(1 for n in g.node if n.op_type == "GatherBlockQuantized"),
+        "fp32_weights": sorted(fp32),
+        "quantized_fraction": round(quantized / total, 4) if total else 0.0,
+    }
+    return model, info
+
+
+# ----------------------------------------------------------------------------- teacher forcing
+
+
+class KvDecoder:
+    """`t3_decoder` as the engine runs it: one capacity-sized cache, `past_len` grows,
+    the present_* outputs are fed back as past_*."""
+
+    def __init__(self, path: Path, spec: dict, batch: int, capacity: int, threads: int = 2):
+        self.sess = ort_session(path, threads)
+        self.kv = {i["name"]: np.zeros([batch] + [capacity if d == "capacity" else d for d in i["shape"][1:]],
+                                       np.float32)
+                   for i in spec["inputs"] if i["name"].startswith(("past_key_", "past_value_"))}
+        self.outputs = [o.name for o in self.sess.get_outputs()]
+        self.past = 0
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """Runs `x` [B, seq, D]; returns the last position's logits [B, V]."""
+        out = self.sess.run(None, {"inputs_embeds": x, "past_len": np.array([self.past], np.int64), **self.kv})
+        self.past += x.shape[1]
+        self.kv = {"past_" + n[len("present_"):]: v for n, v in zip(self.outputs, out) if n.startswith("present_")}
+        return out[0][:, -1]
+
+
+def _bundle_inputs(bundle: Path, manifest: dict, n_text: int, seed: int):
+    """The prefill embeddings [B, S, D] of the engine's layout for the bundle's default
+    voice and a fixed random text, and a function (token, position) -> [B, 1, D]."""
+    cfg = manifest["config"]
+    turbo = manifest["model"].get("family", "original") == "turbo"
+    voice = read_safetensors(bundle / "voice.safetensors")
+    prompt = voice["t3.cond_prompt_speech_tokens"].astype(np.int64)
+    spk = voice["t3.speaker_emb"].astype(np.float32)
+    sess = {name: ort_session(bundle / f"{name}.onnx") for name in ("t3_text_embed", "t3_speech_embed", "t3_cond")}
+    rng = np.random.default_rng(seed)
+    start = cfg["speech"]["start_token"]
+    if turbo:
+        ids = rng.integers(0, 50257, n_text)[None].astype(np.int64)  # GPT-2 ids, no tags
+        pe = sess["t3_speech_embed"].run(None, {"tokens": prompt})[0]
+        cond = sess["t3_cond"].run(None, {"speaker_emb": spk, "prompt_embeds": pe})[0]
+        te = sess["t3_text_embed"].run(None, {"tokens": ids})[0]
+        bos = sess["t3_speech_embed"].run(None, {"tokens": np.array([[start]], np.int64)})[0]
+
+        def speech(tok, _pos):
+            return sess["t3_speech_embed"].run(None, {"tokens": np.array([[tok]], np.int64)})[0]
+
+        return np.concatenate([cond, te, bos], 1).astype(np.float32), speech, 1
+    t = cfg["text"]
+    pool = np.array([i for i in range(3, t["vocab_size"]) if i not in (t["start_token"], t["stop_token"])])
+    ids = np.concatenate([[t["start_token"]], rng.choice(pool, n_text), [t["stop_token"]]]).astype(np.int64)
+    batch = 2 if manifest["generation"]["cfg_weight"] > 0 else 1
+    pe = sess["t3_speech_embed"].run(None, {"tokens": prompt,
+                                            "positions": np.arange(prompt.shape[1], dtype=np.int64)[None]})[0]
+    exag = np.full((1, 1, 1), manifest["generation"]["exaggeration"], np.float32)
+    cond = sess["t3_cond"].run(None, {"speaker_emb": spk, "prompt_embeds": pe, "exaggeration": exag})[0]
+    te, tp = sess["t3_text_embed"].run(None, {"tokens": np.tile(ids[None], (batch, 1))})
+    if batch == 2:
+        te[1] = 0  # the unconditional row: text token embeddings zeroed, positions kept
+
+    def speech(tok, pos):
+        return sess["t3_speech_embed"].run(None, {"tokens": np.full((batch, 1), tok, np.int64),
+                                                  "positions": np.full((batch, 1), pos, np.int64)})[0]
+
+    bos = speech(start, 0)
+    x = np.concatenate([np.concatenate([cond] * batch), te + tp, bos, bos], 1)  # BOS twice, as T3.inference
+    return x.astype(np.float32), speech, batch
+
+
+def _processed(rows: np.ndarray, history: list, gen: dict, turbo: bool) -> np.ndarray:
+    """The sampling logits before truncation: CFG (original, batch 2), repetition
+    penalty over the distinct history ids, / temperature (float64)."""
+    rows = rows.astype(np.float64)
+    lg = rows[0] if turbo or rows.shape[0] == 1 else rows[0] + gen["cfg_weight"] * (rows[0] - rows[1])
+    lg = lg.copy()
+    idx = np.unique(np.asarray(history, np.int64))
+    p = gen["repetition_penalty"]
+    lg[idx] = np.where(lg[idx] < 0, lg[idx] * p, lg[idx] / p)
+    return lg / gen["temperature"]
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max()
+    return x - m - np.log(np.exp(x - m).sum())
+
+
+def _draw(lg: np.ndarray, gen: dict, turbo: bool, num_codes: int, rng) -> int:
+    """A speech code from the fp32 distribution after the family's truncation (original:
+    min_p; Turbo: top_k; top_p 1 for both), ids >= `num_codes` (start, stop, unused)
+    excluded, as the engine's benchmark does to run a fixed number of tokens."""
+    lg = lg.copy()
+    lg[num_codes:] = -np.inf
+    if turbo:
+        k = int(gen.get("top_k", 0))
+        if 0 < k < lg.size:
+            lg[lg < np.sort(lg)[-k]] = -np.inf
+    p = np.exp(lg - lg.max())
+    if not turbo and gen["min_p"] > 0:
+        p[p < gen["min_p"] * p.max()] = 0.0
+    p /= p.sum()
+    return int(rng.choice(p.size, p=p))
+
+
+def reference_run(fp32_bundle: Path, tokens: int = DEFAULT_TOKENS, seed: int = CHECK_SEED,
+                  threads: int = 2) -> dict:
+    """The fp32 side of the teacher-forced check: prefill (the engine's layout, the
+    bundle's default voice, a fixed text of `CHECK_TEXT_TOKENS` random ids), then
+    `tokens` speech codes drawn one at a time from the fp32 graph's own distribution
+    (`_draw`, seeded) and fed back on the KV cache. Returns every step's input
+    embeddings, the drawn tokens and the fp32 logits [B, V] of each step."""
+    manifest = json.loads((fp32_bundle / "manifest.json").read_text())
+    turbo = manifest["model"].get("family", "original") == "turbo"
+    gen, speech_cfg = manifest["generation"], manifest["config"]["speech"]
+    x, speech, batch = _bundle_inputs(fp32_bundle, manifest, CHECK_TEXT_TOKENS, seed)
+    capacity = x.shape[1] + tokens
+    dec = KvDecoder(fp32_bundle / "t3_decoder.onnx", manifest["components"]["t3_decoder"], batch, capacity, threads)
+    rng = np.random.default_rng(seed)
+    history = [speech_cfg["start_token"]]
+    inputs, logits = [x], []
+    for j in range(tokens + 1):
+        logits.append(dec.step(inputs[-1]))
+        if j < tokens:
+            history.append(_draw(_processed(logits[-1], history, gen, turbo), gen, turbo, speech_cfg["num_codes"], rng))
+            inputs.append(speech(history[-1], j + 1))
+    return {"manifest": manifest, "turbo": turbo, "batch": batch, "capacity": capacity, "seed": seed,
+            "inputs": inputs, "history": history, "logits": logits}
+
+
+def replay_error(ref: dict, quant_decoder: Path, threads: int = 2, log=print) -> dict:
+    """A quantized `t3_decoder` on the inputs of `reference_run`, against its fp32
+    logits. Per step (prefill included): relative L2 error of the raw logits of each
+    batch row; KL(p_fp32 || p_quant) of the sampling distributions (CFG, repetition
+    penalty over the tokens so far, the manifest's temperature; no truncation, so top_p
+    1, min_p 0, top_k off); whether their argmax agrees; and, for scale, the mean
+    entropy (nats) of the fp32 distribution."""
+    manifest, turbo = ref["manifest"], ref["turbo"]
+    gen = manifest["generation"]
+    dec = KvDecoder(quant_decoder, manifest["components"]["t3_decoder"], ref["batch"], ref["capacity"], threads)
+    rel, kl, agree, entropy = [], [], [], []
+    for j, (x, lf) in enumerate(zip(ref["inputs"], ref["logits"])):
+        lq = dec.step(x)
+        rel += [float(np.linalg.norm(q - f) / np.linalg.norm(f)) for f, q in zip(lf.astype(np.float64), lq)]
+        history = ref["history"][:j + 1]
+        pf, pq = _processed(lf, history, gen, turbo), _processed(lq, history, gen, turbo)
+        lpf, lpq = _log_softmax(pf), _log_softmax(pq)
+        kl.append(max(0.0, float(np.sum(np.exp(lpf) * (lpf - lpq)))))
+        agree.append(bool(np.argmax(pf) == np.argmax(pq)))
+        entropy.append(float(-np.sum(np.exp(lpf) * lpf)))
+    tokens = len(ref["inputs"]) - 1
+    res = {
+        "tokens": tokens,
+        "prefill": int(ref["inputs"][0].shape[1]),
+        "batch": ref["batch"],
+        "temperature": gen["temperature"],
+        "seed": ref["seed"],
+        "max_rel_error": max(rel),
+        "median_rel_error": float(np.median(rel)),
+        "kl_mean": float(np.mean(kl)),
+        "kl_max": float(np.max(kl)),
+        "argmax_agreement": float(np.mean(agree)),
+        "fp32_entropy_mean": float(np.mean(entropy)),
+    }
+    log(f"  t3_decoder vs fp32, prefill {res['prefill']} + {tokens} forced tokens (batch {res['batch']}): "
+        f"logits rel error max {res['max_rel_error']:.3g} median {res['median_rel_error']:.3g}, "
+        f"KL mean {res['kl_mean']:.3g} max {res['kl_max']:.3g}, argmax agreement {100 * res['argmax_agreement']:.1f} %")
+    return res
+
+
+def t3_error(fp32_bundle: Path, quant_decoder: Path, tokens: int = DEFAULT_TOKENS, seed: int = CHECK_SEED,
+             threads: int = 2, log=print) -> dict:
+    """`quant_decoder` against `fp32_bundle`'s fp32 `t3_decoder` under teacher forcing
+    (`reference_run`, then `replay_error`)."""
+    return replay_error(reference_run(fp32_bundle, tokens, seed, threads), quant_decoder, threads, log)
+
+
+# ----------------------------------------------------------------------------- bundle
+
+
+def quantize_bundle(src: Path, out: Path, precision: str, block_size: int = DEFAULT_BLOCK_SIZE,
+                    accuracy_level: int = DEFAULT_ACCURACY_LEVEL, keep_fp32: frozenset = frozenset(),
+                    tokens: int = DEFAULT_TOKENS, log=print) -> dict:
+    """Writes the quantized bundle `out` from `src`; returns its manifest."""
+    import onnxruntime
+
+    manifest = json.loads((src / "manifest.json").read_text())
+    spec = manifest["components"]["t3_decoder"]
+    if spec["precision"] != "fp32":
+        raise QuantizeError(f"{src}: t3_decoder is {spec['precision']}; quantize an fp32 bundle")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise QuantizeError("--out must be outside --bundle")
+    if out.exists() and any(out.iterdir()):
+        if not (out / "manifest.json").is_file():
+            raise QuantizeError(f"{out}: exists, is not empty and holds no manifest.json; refusing to overwrite it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dec_files = {f["path"] for f in spec["files"]}
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src).as_posix()
+        if p.is_file() and rel not in dec_files and rel != "manifest.json":
+            link_or_copy(p, out / rel)
+
+    bits = PRECISION_BITS[precision]
+    log(f"quantizing {src / 't3_decoder.onnx'} to {precision} (block {block_size}, accuracy level {accuracy_level}, "
+        f"fp32: {', '.join(sorted(keep_fp32)) or 'nothing'})")
+    model = onnx.load(str(src / "t3_decoder.onnx"), load_external_data=True)
+    qmodel, info = quantize_decoder(model, bits, block_size, accuracy_level, set(keep_fp32),
+                                    manifest["config"]["speech"]["vocab_size"])
+    files = save_onnx(qmodel, out / "t3_decoder.onnx")
+    del qmodel
+    info["onnxruntime"] = onnxruntime.__version__
+    info["fp32_sha256"] = spec["files"][0]["sha256"]
+    err = t3_error(src, out / "t3_decoder.onnx", tokens, log=log)
+    fp32_mb = sum(f["bytes"] for f in spec["files"]) / 1e6
+    spec["files"] = [file_entry(f, out) for f in files]
+    spec["precision"] = precision
+    spec["quantization"] = info
+    prev = spec["self_check"]
+    spec["self_check"] = {
+        "max_rel_error": err["max_rel_error"],
+        "median_rel_error": err["median_rel_error"],
+        "kl_mean": err["kl_mean"],
+        "kl_max": err["kl_max"],
+        "argmax_agreement": err["argmax_agreement"],
+        "max_rel_error_fp32": prev["max_rel_error"],
+        "lengths": [{"batch": err["batch"], "seq": err["prefill"], "past": 0},
+                    {"batch": err["batch"], "seq": 1, "past": err["prefill"], "steps": err["tokens"]}],
+    }
+    manifest["model"]["id"] = f"{manifest['model']['id']}-{precision}"
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"t3_decoder: {sum(f['bytes'] for f in spec['files']) / 1e6:.2f} MB {precision} (fp32 {fp32_mb:.2f} MB); "
+        f"bundle written to {out}")
+    return manifest
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Weight-only int8 / int4 t3_decoder (MatMulNBits) for a bundle")
+    p.add_argument("--bundle", type=Path, required=True, help="an fp32 bundle")
+    p.add_argument("--out", type=Path, required=True, help="the quantized bundle to write")
+    p.add_argument("--precision", choices=sorted(PRECISION_BITS), required=True)
+    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
+                   help=f"values per scale along K, a power of 2 >= 16 (default {DEFAULT_BLOCK_SIZE})")
+    p.add_argument("--accuracy-level", type=int, choices=[0, 1, 2, 3, 4], default=DEFAULT_ACCURACY_LEVEL,
+                   help="MatMulNBits accuracy_level: 0 unset (fp32 compute on CPU), 4 int8 activations "
+                        f"(default {DEFAULT_ACCURACY_LEVEL})")
+    p.add_argument("--keep-fp32", default="", metavar="LIST",
+                   help="comma-separated weights to leave fp32: head (the speech head), positions "
+                        "(Turbo's position table); default none")
+    p.add_argument("--tokens", type=int, default=DEFAULT_TOKENS,
+                   help=f"forced tokens of the error check (default {DEFAULT_TOKENS})")
+    args = p.parse_args(argv)
+    if args.block_size < 16 or args.block_size & (args.block_size - 1):
+        p.error("--block-size must be a power of 2, at least 16")
+    if args.tokens < 1:
+        p.error("--tokens must be at least 1")
+    args.keep_fp32 = frozenset(x for x in args.keep_fp32.split(",") if x)
+    if not args.keep_fp32 <= KEEP_FP32:
+        p.error(f"--keep-fp32: unknown {sorted(args.keep_fp32 - KEEP_FP32)}; choose from {sorted(KEEP_FP32)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        quantize_bundle(args.bundle, args.out, args.precision, args.block_size, args.accuracy_level,
+                        args.keep_fp32, args.tokens)
+    except (QuantizeError, OSError, KeyError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
