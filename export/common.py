@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import onnx
 import torch
-from ort_util import ort_session  # noqa: F401 (re-exported: s3gen_selftest and others)
+from torchless import file_entry, ort_session, sha256_file  # noqa: F401 (re-exported to the export scripts)
 
 OPSET = 17
 # A component whose initializers exceed this many bytes keeps its weights in
@@ -61,22 +61,6 @@ def timed(what: str):
     t = time.time()
     yield
     log(f"{what}: done in {time.time() - t:.1f}s")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-def file_entry(path: Path, root: Path) -> dict:
-    """{path (relative to root), bytes, sha256} of a bundle file."""
-    return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 class ExportError(Exception):

@@ -25,7 +25,6 @@ checkpoint as well as on a random one.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from ort_util import ort_session
+from torchless import file_entry, ort_session, sha256_file
 
 # As export/common.py (not imported: it needs torch): a graph whose initializers
 # exceed this many bytes keeps them in `<name>.onnx.data` (tensors >= 1 KiB).
@@ -59,18 +58,14 @@ class QuantizeError(Exception):
 # ----------------------------------------------------------------------------- files
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
-def file_entry(path: Path, root: Path) -> dict:
-    return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+def set_nodes(g, nodes: list) -> None:
+    """Replaces the graph's nodes with `nodes` and drops the initializers no node reads."""
+    g.ClearField("node")
+    g.node.extend(nodes)
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    g.ClearField("initializer")
+    g.initializer.extend(keep)
 
 
 def read_safetensors(path: Path) -> dict:
@@ -167,12 +162,7 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
         if has_bias:
             new_nodes.append(helper.make_node("Add", [mm_out, bias], [n.output[0]], name=f"{n.name}__bias"))
         count += 1
-    g.ClearField("node")
-    g.node.extend(new_nodes)
-    still_used = {i for n in g.node for i in n.input}
-    keep = [t for t in g.initializer if t.name in still_used]
-    g.ClearField("initializer")
-    g.initializer.extend(keep)
+    set_nodes(g, new_nodes)
     return count
 
 
@@ -283,12 +273,7 @@ def quantize_decoder(model: onnx.ModelProto, bits: int, block_size: int, accurac
         new_nodes.append(helper.make_node("GatherBlockQuantized", [data, n.input[1], scales, zps], list(n.output),
                                           name=f"{n.name}_Q{bits}", domain="com.microsoft", gather_axis=0,
                                           quantize_axis=1, block_size=block, bits=bits))
-    g.ClearField("node")
-    g.node.extend(new_nodes)
-    used = {i for n in g.node for i in n.input}
-    keep = [t for t in g.initializer if t.name in used]
-    g.ClearField("initializer")
-    g.initializer.extend(keep)
+    set_nodes(g, new_nodes)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     info = {
