@@ -38,7 +38,7 @@
 //! first is under the trim-fade's 40 ms, the others are left context, discarded). The cut frame
 //! is rendered by both pieces and cross-faded with a raised cosine over its 960 output samples
 //! (weights summing to 1, so `|x| <= 1` holds). Each piece draws from its own random stream
-//! (`EngineRng::with_stream(seed, k)`), so the output is deterministic per seed. The output has
+//! (`S3GenNoise::new(seed, k, ..)`), so the output is deterministic per seed. The output has
 //! exactly the reference's length (`960 x ceil(ceil(frames / 2) / 2)` with `frames = n16 /
 //! 160`, less 480 when the target's prompt mel has an odd last frame).
 //!
@@ -61,7 +61,7 @@ use crate::engine::{Audio, Engine, StageTimings};
 use crate::error::{Error, Result};
 use crate::limits::{self, ClipKind};
 use crate::residency::Stage;
-use crate::rng::EngineRng;
+use crate::s3gen::noise::S3GenNoise;
 
 /// Tokens of source before a piece's opening cross-fade frame (the first one lies under
 /// the trim-fade; the audio of all of them is discarded).
@@ -286,15 +286,6 @@ fn source_16k(source: &[f32], rate: u32, sr16: u32, a: usize, b: usize) -> Resul
     Ok(out[lo..hi].to_vec())
 }
 
-/// The raised-cosine cross-fade of `from` into `into` (equal lengths), written to `into`.
-fn crossfade(from: &[f32], into: &mut [f32]) {
-    let n = into.len();
-    for (i, (y, &x)) in into.iter_mut().zip(from).enumerate() {
-        let w = 0.5 - 0.5 * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).cos();
-        *y = (1.0 - w) * x + w * *y;
-    }
-}
-
 impl Engine {
     /// A conversion request with the bundle's `generation` defaults (seed 0, watermark on).
     pub fn default_convert_request(&self) -> ConvertRequest {
@@ -464,13 +455,14 @@ impl Engine {
             stages.speech_tokens += tokens.len();
             stages.chunks += 1;
 
-            let mut rng = EngineRng::with_stream(req.seed, piece);
+            let mut noise =
+                S3GenNoise::new(req.seed, piece, self.bundle().config().s3gen.hift_harmonics);
             let wav = self.tokens_to_wav(
                 &tokens,
                 target,
                 req.flow_steps,
                 req.watermark,
-                &mut rng,
+                &mut noise,
                 &mut stages,
             )?;
             if wav.len() + geo.lag != tokens.len() * geo.tok_out {
@@ -486,7 +478,7 @@ impl Engine {
             let end = cut.map_or(wav.len(), local);
             let mut chunk = wav[begin..end].to_vec();
             if let Some((_, tail)) = held.take() {
-                crossfade(&tail, &mut chunk[..geo.tok_out]);
+                audio::fade::crossfade(&tail, &mut chunk[..geo.tok_out]);
             }
             held = cut.map(|j| (j, wav[local(j)..local(j) + geo.tok_out].to_vec()));
             drop(wav);
@@ -820,16 +812,5 @@ mod tests {
             }
         }
         assert_eq!(holes, 6 * 396, "lengths below 20000 frames with a hole");
-    }
-
-    #[test]
-    fn crossfade_is_a_convex_join() {
-        let mut into = vec![1.0f32; 960];
-        let from = vec![-1.0f32; 960];
-        crossfade(&from, &mut into);
-        assert!(into[0] < -0.99 && into[959] > 0.99);
-        assert!(into.windows(2).all(|p| p[1] >= p[0]));
-        assert!(into.iter().all(|x| x.abs() <= 1.0));
-        assert!((into[479] + into[480]).abs() < 1e-5);
     }
 }

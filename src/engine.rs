@@ -29,6 +29,7 @@ use crate::rng::EngineRng;
 pub use crate::runtime::Provider;
 use crate::runtime::{self, RuntimeOptions};
 use crate::s3gen;
+use crate::s3gen::noise::S3GenNoise;
 use crate::t3::{decode, sampler, T3Dims};
 use crate::text;
 use crate::watermark;
@@ -236,6 +237,16 @@ pub struct StageTimings {
     pub audio_s: f64,
     /// Real-time factor: `total_s / audio_s` (0 when no audio was produced).
     pub rtf: f64,
+    /// Seconds from the call's start to the first delivered audio (the first text chunk
+    /// for [`Engine::synthesize_streaming`], the first token chunk for
+    /// [`Engine::synthesize_stream`]; the whole call for [`Engine::synthesize`]).
+    pub first_audio_s: f64,
+    /// Audio deliveries made.
+    pub audio_chunks: usize,
+    /// Seconds between consecutive deliveries (the first from the call's start).
+    pub chunk_latency_s: Vec<f64>,
+    /// S3Gen passes run (one per text chunk unless streaming token chunks).
+    pub s3gen_passes: usize,
 }
 
 /// Synthesized audio: mono samples in `[-1, 1]`.
@@ -453,42 +464,25 @@ impl Engine {
         on_chunk: &mut dyn FnMut(&[f32]) -> bool,
     ) -> Result<Audio> {
         let start = Instant::now();
-        req.validate()?;
-        let config = self.bundle.config();
-        voice.validate(config)?;
-        req.check_model_limits(config, voice.prompt_token.len())?;
-        let mut chunks = self.text_chunks(text)?;
-        if chunks.len() == 1 {
-            // One chunk: normalise the text exactly as given, like the reference
-            // (`punc_norm` looks at the first character before collapsing spaces).
-            chunks[0] = text.to_string();
-        }
-        let sr = config.s3gen.sample_rate;
+        let chunks = self.prepare(text, voice, req)?;
+        let sr = self.bundle.config().s3gen.sample_rate;
         let mut stages = StageTimings {
             chunks: chunks.len(),
             ..StageTimings::default()
         };
-
-        self.frontend.warn_ignored(text, req);
-
-        let t = Instant::now();
-        let cond = {
-            let _stage = self.host.stage(Stage::Conditioning)?;
-            family::t3_conditioning(&self.host, self.family(), &self.dims, voice, req)?
-        };
-        stages.conditioning_s = t.elapsed().as_secs_f64();
+        let cond = self.conditioning(voice, req, &mut stages)?;
 
         let gap = vec![0f32; (CHUNK_GAP_SECONDS * f64::from(sr)) as usize];
         let fade_out = (CHUNK_FADE_OUT_SECONDS * f64::from(sr)) as usize;
         let mut samples = Vec::new();
+        let mut last_delivery = start;
         for (ci, chunk) in chunks.iter().enumerate() {
-            let mut rng = EngineRng::with_stream(req.seed, ci as u64);
             let mut piece = self.synthesize_chunk(
                 chunk,
                 voice,
                 req,
                 &cond,
-                &mut rng,
+                ci as u64,
                 &mut stages,
                 &mut |tokens| {
                     on_progress(&Progress {
@@ -499,15 +493,68 @@ impl Engine {
                     })
                 },
             )?;
+            stages.s3gen_passes += 1;
             if ci + 1 < chunks.len() {
                 audio::fade::fade_out(&mut piece, fade_out);
                 piece.extend_from_slice(&gap);
             }
+            let now = Instant::now();
+            stages
+                .chunk_latency_s
+                .push(now.duration_since(last_delivery).as_secs_f64());
+            last_delivery = now;
+            if stages.audio_chunks == 0 {
+                stages.first_audio_s = now.duration_since(start).as_secs_f64();
+            }
+            stages.audio_chunks += 1;
             if !on_chunk(&piece) {
                 return Err(Error::cancelled("synthesis stopped by the chunk callback"));
             }
             samples.extend_from_slice(&piece);
         }
+        Ok(self.finish_audio(samples, stages, start))
+    }
+
+    /// Validates a synthesis call and splits its text into chunks.
+    pub(crate) fn prepare(&self, text: &str, voice: &Voice, req: &Request) -> Result<Vec<String>> {
+        req.validate()?;
+        let config = self.bundle.config();
+        voice.validate(config)?;
+        req.check_model_limits(config, voice.prompt_token.len())?;
+        let mut chunks = self.text_chunks(text)?;
+        if chunks.len() == 1 {
+            // One chunk: normalise the text exactly as given, like the reference
+            // (`punc_norm` looks at the first character before collapsing spaces).
+            chunks[0] = text.to_string();
+        }
+        self.frontend.warn_ignored(text, req);
+        Ok(chunks)
+    }
+
+    /// T3 conditioning of `voice` (once per synthesis).
+    pub(crate) fn conditioning(
+        &self,
+        voice: &Voice,
+        req: &Request,
+        stages: &mut StageTimings,
+    ) -> Result<Vec<f32>> {
+        let t = Instant::now();
+        let cond = {
+            let _stage = self.host.stage(Stage::Conditioning)?;
+            family::t3_conditioning(&self.host, self.family(), &self.dims, voice, req)?
+        };
+        stages.conditioning_s = t.elapsed().as_secs_f64();
+        Ok(cond)
+    }
+
+    /// The call's audio with its totals filled in.
+    pub(crate) fn finish_audio(
+        &self,
+        samples: Vec<f32>,
+        mut stages: StageTimings,
+        start: Instant,
+    ) -> Audio {
+        let sr = self.bundle.config().s3gen.sample_rate;
         stages.total_s = start.elapsed().as_secs_f64();
         stages.audio_s = samples.len() as f64 / f64::from(sr);
         stages.rtf = if stages.audio_s > 0.0 {
@@ -520,11 +567,16 @@ impl Engine {
         } else {
             0.0
         };
-        Ok(Audio {
+        Audio {
             samples,
             sample_rate: sr,
             stages,
-        })
+        }
+    }
+
+    /// Turbo's cache of the last voice's conditioning prefix.
+    pub(crate) fn t3_prefix(&self) -> &crate::turbo::t3::CondPrefixCache {
+        &self.t3_prefix
     }
 
     /// One text chunk through T3, S3Gen, HiFT and the watermark.
@@ -535,11 +587,12 @@ impl Engine {
         voice: &Voice,
         req: &Request,
         cond: &[f32],
-        rng: &mut EngineRng,
+        stream: u64,
         stages: &mut StageTimings,
         on_token: &mut dyn FnMut(usize) -> bool,
     ) -> Result<Vec<f32>> {
         let ids = self.text_ids(chunk)?;
+        let mut rng = EngineRng::with_stream(req.seed, stream);
 
         // T3.
         let t = Instant::now();
@@ -553,8 +606,8 @@ impl Engine {
                 cond,
                 &ids,
                 req,
-                rng,
-                on_token,
+                &mut rng,
+                &mut |n, _| on_token(n),
             )?
         };
         stages.t3_s += t.elapsed().as_secs_f64();
@@ -565,12 +618,14 @@ impl Engine {
             return Ok(Vec::new());
         }
 
+        let mut noise =
+            S3GenNoise::new(req.seed, stream, self.bundle.config().s3gen.hift_harmonics);
         self.tokens_to_wav(
             &tokens,
             voice.s3gen_reference(),
             req.flow_steps,
             req.watermark,
-            rng,
+            &mut noise,
             stages,
         )
     }
@@ -584,54 +639,91 @@ impl Engine {
         voice: S3GenRefView<'_>,
         flow_steps: usize,
         watermark: bool,
-        rng: &mut EngineRng,
+        noise: &mut S3GenNoise,
         stages: &mut StageTimings,
     ) -> Result<Vec<f32>> {
+        let (mel, frames) = self.s3gen_mel(tokens, voice, flow_steps, true, noise, stages)?;
+        let wav = self.vocode(&mel, frames, noise, stages)?;
+        drop(mel);
+        if watermark {
+            self.watermark_wav(&wav, stages)
+        } else {
+            Ok(wav)
+        }
+    }
+
+    /// The S3Gen flow over the voice's prompt tokens + `tokens`: the mel of the frames
+    /// after the prompt, `[80, frames]`, and `frames`. With `finalize` false the frames of
+    /// the last [`s3gen::flow::PRE_LOOKAHEAD_TOKENS`] tokens are left out, as the reference's
+    /// `flow_inference(finalize=False)` does: the encoder has not seen what follows them.
+    pub(crate) fn s3gen_mel(
+        &self,
+        tokens: &[i64],
+        voice: S3GenRefView<'_>,
+        flow_steps: usize,
+        finalize: bool,
+        noise: &mut S3GenNoise,
+        stages: &mut StageTimings,
+    ) -> Result<(Vec<f32>, usize)> {
         let config = self.bundle.config();
-        // S3Gen flow.
         let t = Instant::now();
         let s3 = &config.s3gen;
-        let prompt: Vec<i64> = voice.prompt_token.iter().copied().collect();
         let prompt_feat: Vec<f32> = voice.prompt_feat.iter().copied().collect();
         let prompt_frames = voice.prompt_feat.shape()[1];
         let xvector: Vec<f32> = voice.embedding.iter().copied().collect();
-        let mut all = prompt;
+        let mut all: Vec<i64> = voice.prompt_token.iter().copied().collect();
         all.extend_from_slice(tokens);
-        let (mel, frames) = {
+        let out = {
             let _stage = self.host.stage(Stage::S3Gen)?;
-            let enc = s3gen::flow::encode(&self.host, &all, &xvector)?;
+            let mut enc = s3gen::flow::encode(&self.host, &all, &xvector)?;
             if enc.frames != s3.mel_frames_per_token * all.len() {
                 return Err(Error::model_mismatch(
                     "flow_encoder",
                     format!("{} mel frames for {} tokens", enc.frames, all.len()),
                 ));
             }
-            let noise = s3gen::flow::draw_noise(rng, enc.frames);
-            let mel = s3gen::flow::solve_euler(
-                &self.host,
-                &enc,
-                noise,
-                &prompt_feat,
-                prompt_frames,
-                &s3gen::flow::FlowParams::new(config, self.bundle.generation(), flow_steps),
-                |_| {},
-            )?;
-            (mel, enc.frames - prompt_frames)
+            if !finalize {
+                let cut = s3gen::flow::PRE_LOOKAHEAD_TOKENS * s3.mel_frames_per_token;
+                enc.truncate(enc.frames.saturating_sub(cut).max(prompt_frames));
+            }
+            if enc.frames == prompt_frames {
+                (Vec::new(), 0)
+            } else {
+                let start = noise.flow_noise(enc.frames);
+                let mel = s3gen::flow::solve_euler(
+                    &self.host,
+                    &enc,
+                    start,
+                    &prompt_feat,
+                    prompt_frames,
+                    &s3gen::flow::FlowParams::new(config, self.bundle.generation(), flow_steps),
+                    |_| {},
+                )?;
+                (mel, enc.frames - prompt_frames)
+            }
         };
         stages.s3gen_s += t.elapsed().as_secs_f64();
+        Ok(out)
+    }
 
-        // HiFT and the trim-fade.
+    /// HiFT over `mel` ([80, frames]) with `noise`'s draws, then the reference's trim-fade.
+    pub(crate) fn vocode(
+        &self,
+        mel: &[f32],
+        frames: usize,
+        noise: &mut S3GenNoise,
+        stages: &mut StageTimings,
+    ) -> Result<Vec<f32>> {
+        if frames == 0 {
+            return Ok(Vec::new());
+        }
+        let s3 = &self.bundle.config().s3gen;
         let t = Instant::now();
         let mut wav = {
             let _stage = self.host.stage(Stage::S3Gen)?;
-            let draws = s3gen::vocoder::HiftDraws::draw(
-                rng,
-                s3.hift_harmonics,
-                frames * s3.samples_per_mel_frame,
-            );
-            s3gen::vocoder::hift(&self.host, &mel, frames, draws)?
+            let draws = noise.hift_draws(frames * s3.samples_per_mel_frame);
+            s3gen::vocoder::hift(&self.host, mel, frames, draws)?
         };
-        drop(mel);
         let sr = f64::from(s3.sample_rate);
         let window = s3gen::vocoder::trim_fade_window(
             (s3.fade_zeros_seconds * sr).round() as usize,
@@ -639,20 +731,27 @@ impl Engine {
         );
         s3gen::vocoder::apply_trim_fade(&mut wav, &window);
         stages.vocoder_s += t.elapsed().as_secs_f64();
-
-        // Watermark.
-        if watermark {
-            let t = Instant::now();
-            let _stage = self.host.stage(Stage::Watermark)?;
-            wav = watermark::apply(&self.host, &wav, s3.sample_rate, config.perth.sample_rate)?;
-            // HiFT clamps to +-0.99 but Perth adds its residual after that; the
-            // engine's output contract is [-1, 1] (WAV and C callers rely on it).
-            for s in &mut wav {
-                *s = s.clamp(-1.0, 1.0);
-            }
-            stages.watermark_s += t.elapsed().as_secs_f64();
-        }
         Ok(wav)
+    }
+
+    /// Perth over `wav`, clamped to the engine's output range.
+    pub(crate) fn watermark_wav(&self, wav: &[f32], stages: &mut StageTimings) -> Result<Vec<f32>> {
+        let config = self.bundle.config();
+        let t = Instant::now();
+        let _stage = self.host.stage(Stage::Watermark)?;
+        let mut out = watermark::apply(
+            &self.host,
+            wav,
+            config.s3gen.sample_rate,
+            config.perth.sample_rate,
+        )?;
+        // HiFT clamps to +-0.99 but Perth adds its residual after that; the
+        // engine's output contract is [-1, 1] (WAV and C callers rely on it).
+        for s in &mut out {
+            *s = s.clamp(-1.0, 1.0);
+        }
+        stages.watermark_s += t.elapsed().as_secs_f64();
+        Ok(out)
     }
 
     /// Normalises one chunk (the family's `punc_norm`) and tokenizes it as the

@@ -132,7 +132,8 @@ pub fn t3_conditioning(
 /// T3 for one chunk's text ids, with the family's sampler chain: the original
 /// model's CFG pair and learned positions, or Turbo's GPT-2 without CFG. With
 /// `req.min_new_tokens`, non-speech tokens are suppressed until that many tokens
-/// are drawn. `on_token(n)` gets the count of tokens so far; `false` cancels.
+/// are drawn. `on_token(n, token)` gets the count of tokens so far and the token just
+/// drawn (never the stop token); `false` cancels.
 /// `prefix` (Turbo) keeps the conditioning's KV cache for the next call with the
 /// same voice.
 /// Returns the sampled tokens (a drawn stop token included).
@@ -146,7 +147,7 @@ pub fn generate_speech_tokens(
     ids: &[i64],
     req: &Request,
     rng: &mut EngineRng,
-    on_token: &mut dyn FnMut(usize) -> bool,
+    on_token: &mut dyn FnMut(usize, i64) -> bool,
 ) -> Result<Vec<i64>> {
     match bundle.manifest().model.family {
         Family::Original => {
@@ -170,7 +171,7 @@ pub fn generate_speech_tokens(
                         sampler::sample(step.cond, step.uncond, step.history, &params, rng)
                     }
                 },
-                |i| on_token(i + 1),
+                |i, token| on_token(i + 1, token),
             )
         }
         Family::Turbo => {
@@ -198,9 +199,18 @@ pub fn generate_speech_tokens(
                         turbo::sampler::sample(step.cond, penalised, &params, rng)
                     }
                 },
-                |i| on_token(i + 1),
+                |i, token| on_token(i + 1, token),
             )
         }
+    }
+}
+
+/// What S3Gen gets of the tokens sampled so far while T3 is still decoding: as
+/// [`tokens_for_s3gen`] but without what only the end adds (Turbo's `S3GEN_SIL` tokens).
+pub fn partial_tokens_for_s3gen(bundle: &Bundle, dims: &T3Dims, sampled: &[i64]) -> Vec<i64> {
+    match bundle.manifest().model.family {
+        Family::Original => t3::drop_invalid_tokens(sampled, dims),
+        Family::Turbo => turbo::t3::speech_tokens_for_s3gen(sampled, dims.num_codes, None, 0),
     }
 }
 

@@ -63,6 +63,16 @@ pub fn fade_out(samples: &mut [f32], n: usize) {
     }
 }
 
+/// The raised-cosine cross-fade of `from` into `into` (equal lengths), written to `into`:
+/// the first sample is (almost) `from`, the last (almost) `into`.
+pub fn crossfade(from: &[f32], into: &mut [f32]) {
+    let n = into.len();
+    for (i, (y, &x)) in into.iter_mut().zip(from).enumerate() {
+        let w = 0.5 - 0.5 * (std::f32::consts::PI * (i as f32 + 0.5) / n as f32).cos();
+        *y = (1.0 - w) * x + w * *y;
+    }
+}
+
 /// Point `i` of `torch.linspace(start, end, steps)`: both ends exact, computed from the
 /// nearer end as torch does.
 fn linspace_point(start: f64, end: f64, steps: usize, i: usize) -> f64 {
@@ -80,6 +90,17 @@ fn linspace_point(start: f64, end: f64, steps: usize, i: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crossfade_is_a_convex_join() {
+        let mut into = vec![1.0f32; 960];
+        let from = vec![-1.0f32; 960];
+        crossfade(&from, &mut into);
+        assert!(into[0] < -0.99 && into[959] > 0.99);
+        assert!(into.windows(2).all(|p| p[1] >= p[0]));
+        assert!(into.iter().all(|x| x.abs() <= 1.0));
+        assert!((into[479] + into[480]).abs() < 1e-5);
+    }
 
     #[test]
     fn trim_fade_matches_torch() {

@@ -339,7 +339,7 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
                     &ids,
                     &req,
                     &mut rng,
-                    &mut |_| true,
+                    &mut |_, _| true,
                 )?;
                 if toks.len() != tokens {
                     bail!("forced {tokens} tokens, got {}", toks.len());

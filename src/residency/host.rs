@@ -332,6 +332,31 @@ impl Host {
         Ok(guard)
     }
 
+    /// Enters every stage of [`Stage::STREAMING`] for the whole of a streaming synthesis, so
+    /// that `swap` sessions are created once (on first use) and destroyed when the returned
+    /// guards drop, not once per audio chunk. Errors with `Budget` when a memory budget is
+    /// set and the plan's [`Plan::streaming_peak_bytes`] exceeds it.
+    pub fn streaming_stages(&self) -> Result<Vec<StageGuard<'_>>> {
+        {
+            let st = lock(&self.inner.state);
+            let (opts, plan) = st
+                .pending
+                .as_ref()
+                .map_or((&st.opts, &st.plan), |(o, p)| (o, p));
+            if let Some(budget) = opts.budget {
+                if plan.streaming_peak_bytes > budget {
+                    return Err(Error::budget(format!(
+                        "streaming keeps T3, S3Gen and the watermark loaded together: predicted peak {} \
+                         exceeds the budget {}; raise the budget or synthesize without streaming",
+                        super::policy::human(plan.streaming_peak_bytes),
+                        super::policy::human(budget)
+                    )));
+                }
+            }
+        }
+        Stage::STREAMING.iter().map(|&s| self.stage(s)).collect()
+    }
+
     /// Replaces the residency options. The budget is checked now (a `Budget` error leaves
     /// the current options in place); the change takes effect when the next stage is entered:
     /// sessions that become resident are created then, sessions that stop being resident (or

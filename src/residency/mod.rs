@@ -47,6 +47,10 @@ impl Stage {
         Stage::Watermark,
     ];
 
+    /// The stages a streaming synthesis holds at once: T3 keeps decoding while finished
+    /// token chunks go through S3Gen and the watermark.
+    pub const STREAMING: [Stage; 3] = [Stage::T3, Stage::S3Gen, Stage::Watermark];
+
     /// `conditioning`, `t3`, `s3gen`, `watermark`.
     pub fn name(self) -> &'static str {
         match self {

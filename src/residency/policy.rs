@@ -242,6 +242,10 @@ pub struct Plan {
     pub predicted_peak_bytes: u64,
     /// The activation margin included in the prediction.
     pub margin_bytes: u64,
+    /// Predicted peak of a streaming synthesis, which holds the swap sessions of T3, S3Gen
+    /// and the watermark at once ([`Stage::STREAMING`]): resident weights + those stages'
+    /// swap weights + the margin.
+    pub streaming_peak_bytes: u64,
     /// For each stage, whether its swap sessions may be prefetched during the previous stage.
     pub prefetch_into: BTreeMap<Stage, bool>,
 }
@@ -360,6 +364,12 @@ pub(crate) fn plan(
                 .is_none_or(|b| resident + swap[s.index() - 1] + swap[s.index()] + margin <= b);
         prefetch_into.insert(s, allowed);
     }
+    let streaming_peak = resident
+        + Stage::STREAMING
+            .iter()
+            .map(|s| swap[s.index()])
+            .sum::<u64>()
+        + margin;
     Ok(Plan {
         policies: Component::ALL
             .into_iter()
@@ -367,6 +377,7 @@ pub(crate) fn plan(
             .collect(),
         predicted_peak_bytes: peak,
         margin_bytes: margin,
+        streaming_peak_bytes: streaming_peak,
         prefetch_into,
     })
 }

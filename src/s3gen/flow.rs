@@ -7,11 +7,15 @@
 use crate::bundle::{Config, FlowSchedule, GenerationDefaults};
 use crate::error::{Error, Result};
 use crate::residency::{Component, Host};
-use crate::rng::EngineRng;
 use crate::runtime::Value;
 
 /// Mel bins of S3Gen (fixed by the architecture).
 pub const MEL_BINS: usize = 80;
+
+/// Tokens the flow encoder looks ahead (`PreLookaheadLayer(pre_lookahead_len=3)` in the
+/// reference `UpsampleConformerEncoder`, both families): the frames of the last this many
+/// tokens are not final until the tokens after them are known.
+pub const PRE_LOOKAHEAD_TOKENS: usize = 3;
 
 /// The cosine time schedule of the reference: `t = 1 - cos(s * pi / 2)` for
 /// `s = linspace(0, 1, steps + 1)`, computed in `f32` like the reference.
@@ -80,6 +84,21 @@ pub struct FlowEncoded {
     pub frames: usize,
 }
 
+impl FlowEncoded {
+    /// Keeps the first `frames` frames of `mu` (no-op when there are fewer).
+    pub fn truncate(&mut self, frames: usize) {
+        if frames >= self.frames {
+            return;
+        }
+        let mut mu = Vec::with_capacity(MEL_BINS * frames);
+        for c in 0..MEL_BINS {
+            mu.extend_from_slice(&self.mu[c * self.frames..c * self.frames + frames]);
+        }
+        self.mu = mu;
+        self.frames = frames;
+    }
+}
+
 /// Runs `flow_encoder` on `tokens` (prompt tokens then new tokens) with the
 /// raw CAM++ x-vector.
 pub fn encode(host: &Host, tokens: &[i64], xvector: &[f32]) -> Result<FlowEncoded> {
@@ -116,11 +135,6 @@ pub fn encode(host: &Host, tokens: &[i64], xvector: &[f32]) -> Result<FlowEncode
         ));
     }
     Ok(FlowEncoded { mu, spks, frames })
-}
-
-/// Standard-normal noise `[80, frames]` for the Euler start, drawn from `rng`.
-pub fn draw_noise(rng: &mut EngineRng, frames: usize) -> Vec<f32> {
-    rng.normal_vec(MEL_BINS * frames)
 }
 
 /// The Euler loop, as the reference `solve_euler` (CFG) or `basic_euler` (meanflow).
@@ -251,6 +265,23 @@ mod tests {
         assert_eq!(t[0], 0.0);
         assert!((t[10] - 1.0).abs() < 1e-6);
         assert!(t.windows(2).all(|w| w[1] > w[0]));
+    }
+
+    #[test]
+    fn truncate_keeps_leading_frames_per_bin() {
+        let frames = 5;
+        let mut enc = FlowEncoded {
+            mu: (0..MEL_BINS * frames).map(|i| i as f32).collect(),
+            spks: vec![0.0; MEL_BINS],
+            frames,
+        };
+        enc.truncate(3);
+        assert_eq!(enc.frames, 3);
+        assert_eq!(enc.mu.len(), MEL_BINS * 3);
+        assert_eq!(&enc.mu[..3], &[0.0, 1.0, 2.0]);
+        assert_eq!(&enc.mu[3..6], &[5.0, 6.0, 7.0]);
+        enc.truncate(9);
+        assert_eq!(enc.frames, 3);
     }
 
     #[test]

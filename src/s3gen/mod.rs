@@ -3,4 +3,5 @@
 //! trim-fade). Every random draw comes from the engine's seeded RNG.
 
 pub mod flow;
+pub mod noise;
 pub mod vocoder;

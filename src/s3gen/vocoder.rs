@@ -3,33 +3,17 @@
 
 use crate::error::{Error, Result};
 use crate::residency::{Component, Host};
-use crate::rng::EngineRng;
 use crate::runtime::Value;
 
 use super::flow::MEL_BINS;
 
-/// The random inputs of HiFT's sine source (reference `SineGen.forward`).
+/// The random inputs of HiFT's sine source (reference `SineGen.forward`); the engine
+/// draws them with [`super::noise::S3GenNoise::hift_draws`].
 pub struct HiftDraws {
     /// Initial phases [harmonics], uniform in [-pi, pi), harmonic 0 set to 0.
     pub phase_init: Vec<f32>,
     /// Standard-normal noise [harmonics, samples] (row-major).
     pub sine_noise: Vec<f32>,
-}
-
-impl HiftDraws {
-    /// Draws the phases, then the noise, from `rng`.
-    pub fn draw(rng: &mut EngineRng, harmonics: usize, samples: usize) -> HiftDraws {
-        let pi = std::f32::consts::PI;
-        let mut phase_init = rng.uniform_vec(harmonics, -pi, pi);
-        if let Some(p) = phase_init.first_mut() {
-            *p = 0.0;
-        }
-        let sine_noise = rng.normal_vec(harmonics * samples);
-        HiftDraws {
-            phase_init,
-            sine_noise,
-        }
-    }
 }
 
 /// Runs `hift` on `mel` [80, frames] with the given draws; returns the

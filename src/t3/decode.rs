@@ -352,7 +352,7 @@ pub fn check_limits(dims: &T3Dims, max_new_tokens: usize) -> Result<()> {
 /// Generates speech tokens for one text (ids with start and stop tokens):
 /// prefill `cond | text | bos | bos`, then one decode step per token, feeding
 /// `speech_emb(t) + speech_pos_emb(i + 1)`. `pick` turns the step logits into
-/// the next token; `on_token(i)` is called after token `i` and returning
+/// the next token; `on_token(i, token)` is called after token `i` and returning
 /// `false` cancels. Returns the sampled tokens (the stop token included when
 /// it was drawn).
 pub fn generate(
@@ -362,7 +362,7 @@ pub fn generate(
     text_ids: &[i64],
     opts: GenerateOptions,
     pick: impl FnMut(StepLogits<'_>) -> Result<i64>,
-    on_token: impl FnMut(usize) -> bool,
+    on_token: impl FnMut(usize, i64) -> bool,
 ) -> Result<Vec<i64>> {
     check_limits(dims, opts.max_new_tokens)?;
     if cond.len() != dims.cond_len * dims.hidden {
@@ -399,7 +399,7 @@ pub fn generate(
 /// the start-of-speech token, then the tokens so far); the loop ends at the
 /// stop token or after `max_new_tokens` tokens; otherwise `embed(token, i)`
 /// gives the next step's input embeds `[B, 1, D]` and the decoder runs one
-/// step. `on_token(i)` returning `false` cancels. Returns the sampled tokens
+/// step. `on_token(i, token)` returning `false` cancels. Returns the sampled tokens
 /// (the stop token included when it was drawn).
 pub fn decode_loop(
     dec: &mut KvDecoder<'_>,
@@ -407,7 +407,7 @@ pub fn decode_loop(
     max_new_tokens: usize,
     mut embed: impl FnMut(i64, usize) -> Result<Vec<f32>>,
     mut pick: impl FnMut(StepLogits<'_>) -> Result<i64>,
-    mut on_token: impl FnMut(usize) -> bool,
+    mut on_token: impl FnMut(usize, i64) -> bool,
 ) -> Result<Vec<i64>> {
     let start = dec.dims.speech_start;
     let stop = dec.dims.speech_stop;
@@ -425,7 +425,7 @@ pub fn decode_loop(
         if token == stop {
             break;
         }
-        if !on_token(i) {
+        if !on_token(i, token) {
             return Err(Error::cancelled(
                 "speech token generation stopped by the caller",
             ));

@@ -169,7 +169,7 @@ pub fn generate(
     ids: &[i64],
     max_new_tokens: usize,
     pick: impl FnMut(StepLogits<'_>) -> Result<i64>,
-    on_token: impl FnMut(usize) -> bool,
+    on_token: impl FnMut(usize, i64) -> bool,
 ) -> Result<Vec<i64>> {
     if cond.is_empty() || !cond.len().is_multiple_of(dims.hidden) {
         return Err(Error::internal("T3 conditioning has the wrong size"));
