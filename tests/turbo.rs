@@ -370,7 +370,7 @@ fn conditioning_prefix_cache_is_exact() {
                     .0;
                 Ok(best as i64)
             },
-            |_| true,
+            |_, _| true,
         )
         .unwrap();
         (toks, seen)

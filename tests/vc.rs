@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use chatterbox_ort::bundle::S3GenRefView;
 use chatterbox_ort::conditioning;
-use chatterbox_ort::rng::EngineRng;
+use chatterbox_ort::s3gen::noise::S3GenNoise;
 use chatterbox_ort::s3gen::{flow, vocoder};
 use chatterbox_ort::{audio, watermark, ConvertRequest, ErrorKind, S3GenReference};
 use ndarray::{Array2, Array3};
@@ -206,16 +206,16 @@ fn one_piece_conversion_is_the_reference_chain() {
     assert!(audio.stages.s3gen_s > 0.0 && audio.stages.vocoder_s > 0.0);
     assert!(audio.stages.watermark_s > 0.0 && audio.stages.rtf > 0.0);
 
-    let mut rng = EngineRng::with_stream(req.seed, 0);
+    let mut draws = S3GenNoise::new(req.seed, 0, 9);
     let tokens = g.i64("vc_source_tokens");
     let frames = 2 * (target.prompt_token.len() + tokens.len());
-    let noise = flow::draw_noise(&mut rng, frames);
+    let noise = draws.flow_noise(frames);
     let (_, _, out) = chain(
         target.view(),
         tokens,
         req.flow_steps,
         noise,
-        |samples| vocoder::HiftDraws::draw(&mut rng, 9, samples),
+        |samples| draws.hift_draws(samples),
         true,
     );
     let out: Vec<f32> = out.into_iter().map(|s| s.clamp(-1.0, 1.0)).collect();
