@@ -174,6 +174,21 @@ fn idle_sessions_are_reaped() {
 }
 
 #[test]
+fn idle_sessions_of_a_held_stage_wait_for_its_end() {
+    let f = fixture();
+    let h = host(&f, "idle=0.05");
+    {
+        // A streaming synthesis holds S3Gen across T3's tokens.
+        let _held = h.streaming_stages().unwrap();
+        run(&h, Component::Hift);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(h.is_loaded(Component::Hift), "reaped while its stage was held");
+    }
+    wait_until("the reaper", || !h.is_loaded(Component::Hift));
+    assert_eq!(created(&h, Component::Hift), (1, 1));
+}
+
+#[test]
 fn prefetch_creates_the_next_stage_in_the_background() {
     let f = fixture();
     let h = host(&f, "swap,prefetch");

@@ -758,9 +758,15 @@ impl Inner {
             if st.shutdown {
                 return;
             }
+            // A held stage keeps its sessions (a streaming synthesis holds T3, S3Gen and
+            // the watermark for the whole call); they become reapable when it ends.
+            let active = st.active;
             drop(st);
             let mut any = false;
             for (c, d) in idle {
+                if active[c.stage().index()] > 0 {
+                    continue;
+                }
                 let slot = &self.slots[c.index()];
                 let expired = {
                     let k = lock(&slot.counters);
