@@ -33,8 +33,10 @@ use crate::error::{Error, Result};
 pub const MAX_FLOW_STEPS: usize = 100;
 /// Largest streaming chunk, in speech tokens (`StreamOptions`).
 pub const MAX_STREAM_CHUNK_TOKENS: usize = 4096;
-/// Smallest first streaming chunk: one token more than the flow's lookahead.
-pub const MIN_STREAM_FIRST_TOKENS: usize = crate::s3gen::flow::PRE_LOOKAHEAD_TOKENS + 1;
+/// Smallest first streaming chunk: the fewest tokens whose first pass delivers audio (the
+/// flow's lookahead tokens and the held-back frames, plus one token).
+pub const MIN_STREAM_FIRST_TOKENS: usize =
+    crate::s3gen::flow::PRE_LOOKAHEAD_TOKENS + crate::stream::HOLDBACK_FRAMES / 2 + 1;
 /// Most bytes of text in one synthesis request.
 pub const MAX_TEXT_BYTES: usize = 128 * 1024;
 /// Longest reference clip a voice is built from, in seconds.

@@ -87,8 +87,9 @@ impl StreamOptions {
             return Err(Error::invalid_argument(
                 "first_chunk_tokens",
                 format!(
-                    "must be in {min_first}..={max} (the flow holds back the last \
-                     {PRE_LOOKAHEAD_TOKENS} tokens), got {}",
+                    "must be in {min_first}..={max} (fewer tokens give the first pass \
+                     nothing to deliver: the flow holds back {PRE_LOOKAHEAD_TOKENS} tokens \
+                     and the pass {HOLDBACK_FRAMES} frames), got {}",
                     self.first_chunk_tokens
                 ),
             ));
@@ -368,6 +369,10 @@ impl ChunkRun<'_> {
         sink: &mut Sink<'_>,
         stages: &mut StageTimings,
     ) -> Result<()> {
+        if sampled.len() >= self.req.max_new_tokens {
+            // T3 stops here: the last pass follows at once.
+            return Ok(());
+        }
         let e = self.engine;
         let tokens = family::partial_tokens_for_s3gen(e.bundle(), e.t3_dims(), sampled);
         if tokens.len() < *next_at {
@@ -378,6 +383,28 @@ impl ChunkRun<'_> {
         sink.deliver(&piece, self.text_chunk, tokens.len(), false)
     }
 
+    /// T3 for the text chunk (its stage entered), `on_token` as in
+    /// [`family::generate_speech_tokens`].
+    fn generate(
+        &self,
+        rng: &mut EngineRng,
+        on_token: &mut dyn FnMut(usize, i64) -> bool,
+    ) -> Result<Vec<i64>> {
+        let e = self.engine;
+        let _stage = e.host().stage(Stage::T3)?;
+        family::generate_speech_tokens(
+            e.host(),
+            e.bundle(),
+            e.t3_dims(),
+            Some(e.t3_prefix()),
+            self.cond,
+            self.ids,
+            self.req,
+            rng,
+            on_token,
+        )
+    }
+
     /// T3 and the passes on the calling thread: a pass runs inside the token callback.
     fn inline(
         &self,
@@ -386,42 +413,28 @@ impl ChunkRun<'_> {
         stages: &mut StageTimings,
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<Vec<i64>> {
-        let e = self.engine;
         let mut rng = EngineRng::with_stream(self.req.seed, self.text_chunk as u64);
         let mut sampled = Vec::new();
         let mut next_at = self.opts.first_chunk_tokens;
         let mut failure: Option<Error> = None;
         let mut in_passes = 0.0;
         let t = Instant::now();
-        let result = {
-            let _stage = e.host().stage(Stage::T3)?;
-            family::generate_speech_tokens(
-                e.host(),
-                e.bundle(),
-                e.t3_dims(),
-                Some(e.t3_prefix()),
-                self.cond,
-                self.ids,
-                self.req,
-                &mut rng,
-                &mut |n, token| {
-                    sampled.push(token);
-                    if !progress(n) {
-                        return false;
-                    }
-                    let tp = Instant::now();
-                    let r = self.maybe_pass(&sampled, &mut next_at, inc, sink, stages);
-                    in_passes += tp.elapsed().as_secs_f64();
-                    match r {
-                        Ok(()) => true,
-                        Err(err) => {
-                            failure = Some(err);
-                            false
-                        }
-                    }
-                },
-            )
-        };
+        let result = self.generate(&mut rng, &mut |n, token| {
+            sampled.push(token);
+            if !progress(n) {
+                return false;
+            }
+            let tp = Instant::now();
+            let r = self.maybe_pass(&sampled, &mut next_at, inc, sink, stages);
+            in_passes += tp.elapsed().as_secs_f64();
+            match r {
+                Ok(()) => true,
+                Err(err) => {
+                    failure = Some(err);
+                    false
+                }
+            }
+        });
         stages.t3_s += t.elapsed().as_secs_f64() - in_passes;
         result.map_err(|err| failure.unwrap_or(err))
     }
@@ -435,7 +448,6 @@ impl ChunkRun<'_> {
         stages: &mut StageTimings,
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<Vec<i64>> {
-        let e = self.engine;
         let cancel = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<i64>();
         std::thread::scope(|scope| {
@@ -445,23 +457,10 @@ impl ChunkRun<'_> {
                 .spawn_scoped(scope, move || {
                     let t = Instant::now();
                     let mut rng = EngineRng::with_stream(self.req.seed, self.text_chunk as u64);
-                    let result = (|| {
-                        let _stage = e.host().stage(Stage::T3)?;
-                        family::generate_speech_tokens(
-                            e.host(),
-                            e.bundle(),
-                            e.t3_dims(),
-                            Some(e.t3_prefix()),
-                            self.cond,
-                            self.ids,
-                            self.req,
-                            &mut rng,
-                            &mut |_, token| {
-                                // A closed channel means the consumer stopped.
-                                tx.send(token).is_ok() && !cancel.load(Ordering::Relaxed)
-                            },
-                        )
-                    })();
+                    let result = self.generate(&mut rng, &mut |_, token| {
+                        // A closed channel means the consumer stopped.
+                        tx.send(token).is_ok() && !cancel.load(Ordering::Relaxed)
+                    });
                     drop(tx);
                     (result, t.elapsed().as_secs_f64())
                 })

@@ -182,7 +182,10 @@ fn idle_sessions_of_a_held_stage_wait_for_its_end() {
         let _held = h.streaming_stages().unwrap();
         run(&h, Component::Hift);
         std::thread::sleep(std::time::Duration::from_millis(400));
-        assert!(h.is_loaded(Component::Hift), "reaped while its stage was held");
+        assert!(
+            h.is_loaded(Component::Hift),
+            "reaped while its stage was held"
+        );
     }
     wait_until("the reaper", || !h.is_loaded(Component::Hift));
     assert_eq!(created(&h, Component::Hift), (1, 1));

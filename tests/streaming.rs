@@ -136,6 +136,13 @@ fn stream_is_contiguous_deterministic_and_as_long_as_the_synthesis() {
     assert_eq!(again, got, "the same seed gave another stream");
     let (_, overlapped) = stream(e, TEXT, &req, &options(12, 20, true));
     assert_eq!(overlapped, got, "overlap changed the stream");
+    // T3 reaching max_new_tokens at a pass's token count: that pass is left to the last.
+    let (short, got52) = stream(e, TEXT, &request(e, 5, 52), &opts);
+    assert_eq!(short.stages.s3gen_passes, 3);
+    assert_eq!(
+        got52.iter().map(|g| g.tokens).collect::<Vec<_>>(),
+        [12, 32, 52]
+    );
     // Another seed, another stream.
     let (_, other) = stream(e, TEXT, &request(e, 6, 70), &opts);
     assert_ne!(other[0].samples, got[0].samples);
@@ -220,7 +227,7 @@ fn text_chunks_stream_in_order_with_their_gap() {
     let e = engine();
     let text = "First sentence is here. ".repeat(40) + "And the second group follows it.";
     let req = request(e, 3, 30);
-    let (audio, got) = stream(e, &text, &req, &options(8, 10, false));
+    let (audio, got) = stream(e, &text, &req, &options(9, 10, false));
     let full = e.synthesize(&text, e.default_voice(), &req).unwrap();
     assert!(full.stages.chunks >= 2, "the text did not split");
     assert_eq!(audio.stages.chunks, full.stages.chunks);
@@ -247,7 +254,7 @@ fn cancel_between_chunks_and_between_tokens() {
             TEXT,
             e.default_voice(),
             &req,
-            &options(8, 8, false),
+            &options(9, 8, false),
             &mut |_| true,
             &mut |_| {
                 seen += 1;
@@ -283,7 +290,7 @@ fn stream_options_are_validated() {
     let e = engine();
     let req = request(e, 1, 10);
     for (opts, field) in [
-        (options(3, 10, false), "first_chunk_tokens"),
+        (options(8, 10, false), "first_chunk_tokens"),
         (options(0, 10, false), "first_chunk_tokens"),
         (options(10_000, 10, false), "first_chunk_tokens"),
         (options(10, 0, false), "chunk_tokens"),
@@ -321,7 +328,7 @@ fn swap_creates_each_session_once_per_stream() {
     let e = swap_engine();
     let req = request(e, 2, 60);
     let before = e.host().stats();
-    let (_, got) = stream(e, TEXT, &req, &options(8, 8, false));
+    let (_, got) = stream(e, TEXT, &req, &options(9, 8, false));
     assert!(got.len() >= 6);
     let after = e.host().stats();
     for c in [
@@ -357,7 +364,7 @@ fn swap_creates_each_session_once_per_stream() {
             TEXT,
             e.default_voice(),
             &req,
-            &options(8, 8, false),
+            &options(9, 8, false),
             &mut |_| true,
             &mut |_| true,
         )

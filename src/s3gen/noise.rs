@@ -52,42 +52,38 @@ impl S3GenNoise {
     /// The flow's start noise for `frames` frames, `[80, frames]` (bin-major, as the graph
     /// takes it). Frame `f` always gets the same 80 values.
     pub fn flow_noise(&mut self, frames: usize) -> Vec<f32> {
-        let need = frames * MEL_BINS;
-        if self.flow.len() < need {
-            let more = need - self.flow.len();
-            let draws = self.flow_rng.normal_vec(more);
-            self.flow.extend_from_slice(&draws);
-        }
-        let mut out = vec![0f32; need];
-        for f in 0..frames {
-            for c in 0..MEL_BINS {
-                out[c * frames + f] = self.flow[f * MEL_BINS + c];
-            }
-        }
-        out
+        draw_up_to(&mut self.flow_rng, &mut self.flow, frames * MEL_BINS);
+        transpose(&self.flow, frames, MEL_BINS)
     }
 
     /// HiFT's draws for `samples` output samples: the initial phases (one set per run) and
     /// the sine noise `[harmonics, samples]`. Sample `s` always gets the same values.
     pub fn hift_draws(&mut self, samples: usize) -> HiftDraws {
-        let h = self.harmonics;
-        let need = samples * h;
-        if self.sine.len() < need {
-            let more = need - self.sine.len();
-            let draws = self.hift_rng.normal_vec(more);
-            self.sine.extend_from_slice(&draws);
-        }
-        let mut sine_noise = vec![0f32; need];
-        for s in 0..samples {
-            for k in 0..h {
-                sine_noise[k * samples + s] = self.sine[s * h + k];
-            }
-        }
+        draw_up_to(&mut self.hift_rng, &mut self.sine, samples * self.harmonics);
         HiftDraws {
             phase_init: self.phase_init.clone(),
-            sine_noise,
+            sine_noise: transpose(&self.sine, samples, self.harmonics),
         }
     }
+}
+
+/// Appends normal draws from `rng` to `drawn` until it holds `n` values.
+fn draw_up_to(rng: &mut EngineRng, drawn: &mut Vec<f32>, n: usize) {
+    if drawn.len() < n {
+        let more = rng.normal_vec(n - drawn.len());
+        drawn.extend_from_slice(&more);
+    }
+}
+
+/// The first `rows x cols` values of row-major `m` ([rows, cols]), transposed: [cols, rows].
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
 }
 
 #[cfg(test)]
