@@ -15,9 +15,12 @@
  *   (cbx_voice_free), CbxAudio (cbx_audio_free), strings (cbx_string_free).
  *   Every *_free accepts NULL. Strings passed in are borrowed for the call only.
  * - Text is UTF-8. Paths are UTF-8 (any bytes on Unix).
- * - Structs with a struct_size first field (CbxEngineOptions, CbxRequest) are
- *   initialised by their *_default function and may gain fields at the end in
- *   later versions; a program built against an older header keeps working.
+ * - Structs with a struct_size first field (CbxEngineOptions, CbxRequest,
+ *   CbxConvertRequest, CbxStreamOptions) are initialised by their *_default
+ *   function and may gain fields at the end in later versions; a program built
+ *   against an older header keeps working. CbxStreamStats is filled by the
+ *   library up to the struct_size the caller set; CbxStreamChunk carries the
+ *   library's own struct_size.
  *
  * Safety
  * ------
@@ -28,14 +31,15 @@
  * - Text that is not valid UTF-8 is CBX_INVALID_TEXT.
  * - A bug inside the library (a Rust panic) is caught at the boundary and
  *   reported as CBX_INTERNAL; free the engine afterwards.
- * - Callbacks (CbxChunkCallback) must return normally: no C++ exception or
- *   longjmp may cross the library.
+ * - Callbacks (CbxChunkCallback, CbxStreamCallback) must return normally: no
+ *   C++ exception or longjmp may cross the library.
  *
  * Threads
  * -------
  * - A CbxEngine is thread-safe: any number of threads may call cbx_synthesize,
- *   cbx_synthesize_streaming, cbx_voice_from_*, cbx_request_default,
- *   cbx_engine_set_residency and cbx_engine_stats_json on one engine at once.
+ *   cbx_synthesize_streaming, cbx_synthesize_stream, cbx_voice_from_*,
+ *   cbx_request_default, cbx_engine_set_residency and cbx_engine_stats_json
+ *   on one engine at once.
  *   Each ONNX Runtime session runs one call at a time, so concurrent
  *   syntheses interleave stage by stage; a result does not depend on what else
  *   runs (same seed, same audio).
@@ -194,6 +198,92 @@ typedef int32_t (*CbxChunkCallback)(const float *samples,
                                     size_t count,
                                     uint32_t sample_rate,
                                     void *user_data);
+
+// How `cbx_synthesize_stream` cuts the speech-token stream into audio
+// chunks. Initialise with `cbx_stream_options_default`, then change fields:
+// `struct_size` lets later versions append fields without breaking callers
+// built against this header.
+typedef struct CbxStreamOptions {
+    // `sizeof(CbxStreamOptions)`, set by `cbx_stream_options_default`.
+    uint32_t struct_size;
+    // Speech tokens (40 ms of speech each) of a text chunk before its first
+    // audio pass, in 9..=4096 (fewer would give that pass nothing to deliver);
+    // default 20. Smaller gives earlier first audio.
+    uint32_t first_chunk_tokens;
+    // Speech tokens between two later passes, in 1..=4096; default 40. Every
+    // pass recomputes the audio of all tokens so far, so larger chunks cost
+    // less in total.
+    uint32_t chunk_tokens;
+    // Non-zero: decode the next speech tokens on a library thread while the
+    // finished ones become audio. The audio is the same either way; the
+    // callback still runs on the calling thread. Default 0.
+    int32_t overlap;
+} CbxStreamOptions;
+
+// One delivery of `cbx_synthesize_stream`, passed to the `CbxStreamCallback`.
+// Valid only during the callback (copy what you keep). `struct_size` is
+// `sizeof(CbxStreamChunk)` of the library: later versions may append fields,
+// which a callback built against this header simply does not read.
+typedef struct CbxStreamChunk {
+    // `sizeof(CbxStreamChunk)` as the library knows it.
+    uint32_t struct_size;
+    // `count` watermarked (when the request asks) mono samples in [-1, 1].
+    // Never NULL; valid only during the callback.
+    const float *samples;
+    // Samples in this chunk; 0 only for the last chunk.
+    size_t count;
+    // Where `samples[0]` sits in the whole stream: chunks are contiguous, so
+    // each `offset` is the previous `offset` plus the previous `count`.
+    uint64_t offset;
+    // Samples per second (24000).
+    uint32_t sample_rate;
+    // This delivery's index, 0-based: the number of earlier callbacks.
+    uint32_t index;
+    // The text chunk the samples belong to, 0-based (long text is split
+    // into sentence groups).
+    uint32_t text_chunk;
+    // Speech tokens of that text chunk the samples are computed from.
+    uint32_t tokens;
+    // Non-zero on the last chunk: nothing follows.
+    int32_t last;
+    // Seconds since the call started.
+    double elapsed_s;
+} CbxStreamChunk;
+
+// Receives the chunks of `cbx_synthesize_stream`: `chunk` (never NULL) and
+// what it points to are valid only during the call. Return 0 to go on,
+// non-zero to stop: the synthesis call then returns `CBX_CANCELLED` and
+// makes no further call. Called on the thread that called
+// `cbx_synthesize_stream`; it must not unwind (C++ exceptions, longjmp)
+// through the library, and must not free the engine or voice in use.
+typedef int32_t (*CbxStreamCallback)(const struct CbxStreamChunk *chunk, void *user_data);
+
+// What a `cbx_synthesize_stream` call took, filled by the library on
+// success. Set `struct_size` to `sizeof(CbxStreamStats)` before the call:
+// the library fills the fields that fit in it (a program built against an
+// older header gets the fields it knows) and leaves `struct_size` as set.
+typedef struct CbxStreamStats {
+    // `sizeof(CbxStreamStats)`, set by the caller.
+    uint32_t struct_size;
+    // Seconds from the call's start to the first chunk with samples.
+    double first_audio_s;
+    // Chunks delivered: the number of callback calls.
+    uint32_t chunks;
+    // The longest wait between two deliveries (the first counted from the
+    // call's start), in seconds.
+    double max_chunk_latency_s;
+    // The mean of those waits, in seconds.
+    double mean_chunk_latency_s;
+    // The whole call, in seconds.
+    double total_s;
+    // Seconds of audio delivered.
+    double audio_s;
+    // Real-time factor: `total_s / audio_s` (0 without audio).
+    double rtf;
+    // Audio (S3Gen) passes run; each recomputes the audio of all speech
+    // tokens of its text chunk so far.
+    uint32_t s3gen_passes;
+} CbxStreamStats;
 
 // The settings of one conversion. Initialise with
 // `cbx_convert_request_default` (the bundle's defaults), then change fields.
@@ -523,6 +613,58 @@ enum CbxStatus cbx_audio_samples(const struct CbxAudio *audio,
 // # Safety
 // `audio` is NULL or came from `cbx_synthesize` and was not freed.
 void cbx_audio_free(struct CbxAudio *audio);
+
+// Fills `options` with the defaults: `struct_size` set, first audio after
+// 20 speech tokens, then every 40, no overlap.
+//
+// Returns `CBX_INVALID_ARGUMENT` when `options` is NULL.
+//
+// Thread-safety: callable from any thread.
+//
+// # Safety
+// `options` is NULL or points to writable storage for a `CbxStreamOptions`.
+enum CbxStatus cbx_stream_options_default(struct CbxStreamOptions *options);
+
+// Synthesises like `cbx_synthesize`, handing audio to `callback` while the
+// speech tokens are still being decoded: the first chunk once
+// `options->first_chunk_tokens` tokens of the first text chunk are drawn,
+// then one every `options->chunk_tokens` more, and the rest of each text
+// chunk when it ends (`options` NULL: the defaults of
+// `cbx_stream_options_default`). `user_data` is passed through untouched.
+// The chunks are contiguous (`offset`), the last has `last` non-zero, and
+// the same arguments give the same chunks; they differ from what
+// `cbx_synthesize` returns only in the samples delivered before a text
+// chunk ended (the algorithm: `docs/STREAMING.md`).
+//
+// When `out_stats` is not NULL, its `struct_size` must be set (to
+// `sizeof(CbxStreamStats)`); the fields that fit are zeroed first and
+// filled on success (first-audio time, chunk count and latencies, total
+// time, real-time factor).
+//
+// Returns `CBX_OK` when the text is done, `CBX_CANCELLED` when the callback
+// returned non-zero (no further call is made), or an error as
+// `cbx_synthesize`: `CBX_INVALID_ARGUMENT` also for a NULL callback, an
+// options field out of range (the message names it), a `struct_size` of
+// `options` or `out_stats` that is too small; `CBX_BUDGET` when the
+// residency budget cannot hold T3, S3Gen and the watermark at once (they
+// are held for the whole call).
+//
+// Thread-safety: as `cbx_synthesize`; the callback runs on the calling
+// thread (with `overlap`, tokens are decoded on a library thread meanwhile).
+//
+// # Safety
+// As `cbx_synthesize`; `options` is NULL or points to a `CbxStreamOptions`
+// of its `struct_size`; `callback` is NULL or a function of the
+// `CbxStreamCallback` contract; `out_stats` is NULL or points to a writable
+// `CbxStreamStats` of its `struct_size`.
+enum CbxStatus cbx_synthesize_stream(const struct CbxEngine *engine,
+                                     const char *text,
+                                     const struct CbxVoice *voice,
+                                     const struct CbxRequest *request,
+                                     const struct CbxStreamOptions *options,
+                                     CbxStreamCallback callback,
+                                     void *user_data,
+                                     struct CbxStreamStats *out_stats);
 
 // Makes a conversion target from a WAV file (any sample rate, mono or
 // multi-channel, 16/24/32-bit PCM or float; its first 10 s are used, as the

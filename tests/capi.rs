@@ -352,3 +352,458 @@ fn c_example_writes_a_wav() {
     );
     check_wav(&wav, 4);
 }
+
+/// `cbx_synthesize_stream` called from Rust through the exported functions (the C
+/// program below covers the same call from C, under valgrind and ASan too).
+mod token_streaming {
+    use std::ffi::{c_void, CStr, CString};
+    use std::mem::size_of;
+    use std::ptr::{null, null_mut};
+
+    use chatterbox_ort::ffi::*;
+
+    /// A delivered chunk, owned.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Got {
+        struct_size: u32,
+        samples: Vec<f32>,
+        offset: u64,
+        sample_rate: u32,
+        index: u32,
+        text_chunk: u32,
+        tokens: u32,
+        last: i32,
+    }
+
+    /// The callback's state: what it got, and the call on which it cancels (1-based).
+    #[derive(Default)]
+    struct Collector {
+        got: Vec<Got>,
+        cancel_on: usize,
+    }
+
+    unsafe extern "C" fn collect(chunk: *const CbxStreamChunk, user_data: *mut c_void) -> i32 {
+        // SAFETY: the library passes a live chunk and our `Collector`.
+        let (chunk, collector) = unsafe { (&*chunk, &mut *user_data.cast::<Collector>()) };
+        assert!(
+            !chunk.samples.is_null(),
+            "chunk {} has NULL samples",
+            chunk.index
+        );
+        // SAFETY: `count` samples, valid during the call.
+        let samples = unsafe { std::slice::from_raw_parts(chunk.samples, chunk.count) };
+        collector.got.push(Got {
+            struct_size: chunk.struct_size,
+            samples: samples.to_vec(),
+            offset: chunk.offset,
+            sample_rate: chunk.sample_rate,
+            index: chunk.index,
+            text_chunk: chunk.text_chunk,
+            tokens: chunk.tokens,
+            last: chunk.last,
+        });
+        i32::from(collector.got.len() == collector.cancel_on)
+    }
+
+    /// The engine of the tiny bundle, freed on drop.
+    struct Engine(*mut CbxEngine);
+
+    impl Drop for Engine {
+        fn drop(&mut self) {
+            // SAFETY: created by `cbx_engine_create`, freed once.
+            unsafe { cbx_engine_free(self.0) };
+        }
+    }
+
+    fn engine() -> Engine {
+        let dir = CString::new(super::bundle().to_str().expect("a UTF-8 path")).unwrap();
+        let mut options = CbxEngineOptions::default();
+        // SAFETY: live structs; the strings outlive the call.
+        unsafe {
+            assert_eq!(cbx_engine_options_default(&mut options), CbxStatus::CBX_OK);
+            options.bundle_dir = dir.as_ptr();
+            options.threads = 1;
+            let mut engine = null_mut();
+            let status = cbx_engine_create(&options, &mut engine);
+            assert_eq!(status, CbxStatus::CBX_OK, "{}", message());
+            Engine(engine)
+        }
+    }
+
+    fn message() -> String {
+        // SAFETY: never NULL, NUL-terminated.
+        unsafe { CStr::from_ptr(cbx_last_error_message()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// 60 speech tokens of one text chunk, two flow steps, no watermark.
+    fn request(engine: &Engine, seed: u64) -> CbxRequest {
+        // SAFETY: a live engine and struct.
+        unsafe {
+            let mut request = std::mem::zeroed::<CbxRequest>();
+            assert_eq!(
+                cbx_request_default(engine.0, &mut request),
+                CbxStatus::CBX_OK
+            );
+            request.seed = seed;
+            request.max_new_tokens = 60;
+            request.min_new_tokens = 60;
+            request.flow_steps = 2;
+            request.watermark = 0;
+            request
+        }
+    }
+
+    fn options(first: u32, chunk: u32, overlap: bool) -> CbxStreamOptions {
+        let mut options = CbxStreamOptions {
+            struct_size: 0,
+            first_chunk_tokens: 0,
+            chunk_tokens: 0,
+            overlap: 0,
+        };
+        // SAFETY: a live struct.
+        assert_eq!(
+            unsafe { cbx_stream_options_default(&mut options) },
+            CbxStatus::CBX_OK
+        );
+        options.first_chunk_tokens = first;
+        options.chunk_tokens = chunk;
+        options.overlap = i32::from(overlap);
+        options
+    }
+
+    fn new_stats() -> CbxStreamStats {
+        CbxStreamStats {
+            struct_size: size_of::<CbxStreamStats>() as u32,
+            first_audio_s: -1.0,
+            chunks: 999,
+            max_chunk_latency_s: -1.0,
+            mean_chunk_latency_s: -1.0,
+            total_s: -1.0,
+            audio_s: -1.0,
+            rtf: -1.0,
+            s3gen_passes: 999,
+        }
+    }
+
+    const TEXT: &CStr = c"Streaming speech arrives while the model is still talking.";
+
+    /// One call: its status, the chunks the callback got.
+    fn stream(
+        engine: &Engine,
+        request: *const CbxRequest,
+        options: *const CbxStreamOptions,
+        cancel_on: usize,
+        stats: *mut CbxStreamStats,
+    ) -> (CbxStatus, Vec<Got>) {
+        let mut collector = Collector {
+            got: Vec::new(),
+            cancel_on,
+        };
+        // SAFETY: live engine, structs and collector; the callback's contract holds.
+        let status = unsafe {
+            cbx_synthesize_stream(
+                engine.0,
+                TEXT.as_ptr(),
+                null(),
+                request,
+                options,
+                Some(collect),
+                (&mut collector as *mut Collector).cast(),
+                stats,
+            )
+        };
+        (status, collector.got)
+    }
+
+    #[test]
+    fn chunks_are_contiguous_deterministic_and_counted() {
+        let engine = engine();
+        let request = request(&engine, 5);
+        let opts = options(12, 16, false);
+        let mut stats = new_stats();
+        let (status, got) = stream(&engine, &request, &opts, 0, &mut stats);
+        assert_eq!(status, CbxStatus::CBX_OK, "{}", message());
+
+        assert!(got.len() > 1, "{} chunk(s) for one sentence", got.len());
+        let mut offset = 0u64;
+        for (i, g) in got.iter().enumerate() {
+            let last = i + 1 == got.len();
+            assert_eq!(g.struct_size as usize, size_of::<CbxStreamChunk>());
+            assert_eq!(g.index as usize, i);
+            assert_eq!(
+                g.offset, offset,
+                "chunk {i}: offset is not the sum of the counts"
+            );
+            assert_eq!(g.last, i32::from(last), "chunk {i}: last");
+            assert_eq!((g.sample_rate, g.text_chunk), (24_000, 0), "chunk {i}");
+            assert!(last || !g.samples.is_empty(), "chunk {i} is empty");
+            assert!(
+                g.tokens >= 1 && g.tokens <= 60,
+                "chunk {i}: {} tokens",
+                g.tokens
+            );
+            offset += g.samples.len() as u64;
+        }
+        assert_eq!(got.last().map(|g| g.tokens), Some(60));
+        // 960 samples per speech token, finite and in range.
+        let all: Vec<f32> = got.iter().flat_map(|g| g.samples.clone()).collect();
+        assert_eq!(all.len(), 960 * 60);
+        assert!(all.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
+
+        // The stats of this call.
+        assert_eq!(stats.struct_size as usize, size_of::<CbxStreamStats>());
+        assert_eq!(stats.chunks as usize, got.len());
+        assert!(stats.s3gen_passes as usize >= got.len(), "{stats:?}");
+        assert!(
+            stats.first_audio_s > 0.0 && stats.first_audio_s <= stats.total_s,
+            "{stats:?}"
+        );
+        assert!(
+            stats.max_chunk_latency_s > 0.0
+                && stats.mean_chunk_latency_s > 0.0
+                && stats.mean_chunk_latency_s <= stats.max_chunk_latency_s,
+            "{stats:?}"
+        );
+        assert!((stats.audio_s - 2.4).abs() < 1e-9, "{stats:?}");
+        assert!(
+            (stats.rtf - stats.total_s / stats.audio_s).abs() < 1e-9,
+            "{stats:?}"
+        );
+
+        // Same arguments, same chunks; T3 on its own thread gives them too.
+        let (status, again) = stream(&engine, &request, &opts, 0, null_mut());
+        assert_eq!(status, CbxStatus::CBX_OK, "{}", message());
+        assert_eq!(again, got, "the same call gave another stream");
+        let (status, overlapped) = stream(&engine, &request, &options(12, 16, true), 0, null_mut());
+        assert_eq!(status, CbxStatus::CBX_OK, "{}", message());
+        assert_eq!(overlapped, got, "overlap changed the stream");
+
+        // NULL options: the defaults (first audio after 20 tokens, then every 40).
+        let (status, defaults) = stream(&engine, &request, null(), 0, null_mut());
+        assert_eq!(status, CbxStatus::CBX_OK, "{}", message());
+        assert!(
+            defaults.len() > 1,
+            "{} chunk(s) with the defaults",
+            defaults.len()
+        );
+        assert_eq!(
+            defaults.iter().map(|g| g.samples.len()).sum::<usize>(),
+            960 * 60
+        );
+    }
+
+    #[test]
+    fn cancelling_stops_at_once_and_leaves_zeroed_stats() {
+        let engine = engine();
+        let request = request(&engine, 7);
+        let mut stats = new_stats();
+        let (status, got) = stream(&engine, &request, &options(12, 16, false), 1, &mut stats);
+        assert_eq!(status, CbxStatus::CBX_CANCELLED);
+        assert!(message().contains("cancel"), "{}", message());
+        assert_eq!(got.len(), 1, "callbacks after cancelling on the first");
+        assert_eq!(
+            (
+                stats.chunks,
+                stats.first_audio_s,
+                stats.total_s,
+                stats.s3gen_passes
+            ),
+            (0, 0.0, 0.0, 0),
+            "stats after a failure"
+        );
+        // With T3 on its own thread, too.
+        let (status, got) = stream(&engine, &request, &options(12, 16, true), 2, null_mut());
+        assert_eq!(status, CbxStatus::CBX_CANCELLED);
+        assert_eq!(got.len(), 2, "callbacks after cancelling on the second");
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_naming_them() {
+        let engine = engine();
+        let request = request(&engine, 1);
+        let expect = |(status, got): (CbxStatus, Vec<Got>), want: CbxStatus, needle: &str| {
+            assert_eq!(status, want, "{}", message());
+            assert!(
+                message().contains(needle),
+                "message {:?} should mention {needle:?}",
+                message()
+            );
+            assert!(got.is_empty(), "the callback ran for a refused call");
+        };
+        let bad = |first, chunk| options(first, chunk, false);
+        expect(
+            stream(&engine, &request, &bad(3, 16), 0, null_mut()),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "first_chunk_tokens",
+        );
+        expect(
+            stream(&engine, &request, &bad(5000, 16), 0, null_mut()),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "first_chunk_tokens",
+        );
+        expect(
+            stream(&engine, &request, &bad(12, 0), 0, null_mut()),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "chunk_tokens",
+        );
+        expect(
+            stream(&engine, &request, &bad(12, 4097), 0, null_mut()),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "chunk_tokens",
+        );
+        // struct_size: 0 (not initialised) and one smaller than any version.
+        let mut small = options(12, 16, false);
+        small.struct_size = 0;
+        expect(
+            stream(&engine, &request, &small, 0, null_mut()),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "options->struct_size",
+        );
+        assert!(message().contains("_default"), "{}", message());
+        small.struct_size = 8;
+        expect(
+            stream(&engine, &request, &small, 0, null_mut()),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "options->struct_size",
+        );
+        let mut stats = new_stats();
+        stats.struct_size = 8;
+        expect(
+            stream(&engine, &request, null(), 0, &mut stats),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "out_stats->struct_size",
+        );
+        assert_eq!(stats.chunks, 999, "a refused stats struct was written");
+        stats.struct_size = 0;
+        expect(
+            stream(&engine, &request, null(), 0, &mut stats),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "out_stats->struct_size",
+        );
+        // A bad request field, invalid text, NULL engine and callback.
+        let mut bad_request = request;
+        bad_request.flow_steps = 0;
+        expect(
+            stream(&engine, &bad_request, null(), 0, null_mut()),
+            CbxStatus::CBX_INVALID_ARGUMENT,
+            "flow_steps",
+        );
+        let mut collector = Collector::default();
+        let user = (&mut collector as *mut Collector).cast::<c_void>();
+        // SAFETY: live arguments or NULL; the text is NUL-terminated.
+        unsafe {
+            let status = cbx_synthesize_stream(
+                engine.0,
+                c"caf\xc3\x28".as_ptr(),
+                null(),
+                &request,
+                null(),
+                Some(collect),
+                user,
+                null_mut(),
+            );
+            assert_eq!(status, CbxStatus::CBX_INVALID_TEXT, "{}", message());
+            let status = cbx_synthesize_stream(
+                null(),
+                TEXT.as_ptr(),
+                null(),
+                &request,
+                null(),
+                Some(collect),
+                user,
+                null_mut(),
+            );
+            assert_eq!(status, CbxStatus::CBX_INVALID_ARGUMENT);
+            assert!(message().contains("`engine` is NULL"), "{}", message());
+            let status = cbx_synthesize_stream(
+                engine.0,
+                TEXT.as_ptr(),
+                null(),
+                &request,
+                null(),
+                None,
+                user,
+                null_mut(),
+            );
+            assert_eq!(status, CbxStatus::CBX_INVALID_ARGUMENT);
+            assert!(message().contains("`callback` is NULL"), "{}", message());
+        }
+        assert!(
+            collector.got.is_empty(),
+            "the callback ran for a refused call"
+        );
+    }
+
+    #[test]
+    fn versioned_structs_of_other_sizes() {
+        let engine = engine();
+        let mut request = request(&engine, 3);
+        request.max_new_tokens = 24;
+        request.min_new_tokens = 24;
+        // A caller built against a newer header: larger structs, trailing fields untouched.
+        #[repr(C)]
+        struct NewerOptions {
+            options: CbxStreamOptions,
+            extra: u64,
+        }
+        #[repr(C)]
+        struct NewerStats {
+            stats: CbxStreamStats,
+            extra: u64,
+        }
+        let mut opts = NewerOptions {
+            options: options(10, 8, false),
+            extra: 77,
+        };
+        opts.options.struct_size = size_of::<NewerOptions>() as u32;
+        let mut stats = NewerStats {
+            stats: new_stats(),
+            extra: 0xDEAD_BEEF,
+        };
+        stats.stats.struct_size = size_of::<NewerStats>() as u32;
+        let (status, got) = stream(&engine, &request, &opts.options, 0, &mut stats.stats);
+        assert_eq!(status, CbxStatus::CBX_OK, "{}", message());
+        assert!(got.len() > 1);
+        assert_eq!(
+            stats.extra, 0xDEAD_BEEF,
+            "a field past the library's struct was written"
+        );
+        assert_eq!(
+            stats.stats.struct_size as usize,
+            size_of::<NewerStats>(),
+            "struct_size changed"
+        );
+        assert_eq!(stats.stats.chunks as usize, got.len());
+        assert!(stats.stats.first_audio_s > 0.0);
+    }
+
+    #[test]
+    fn options_default_to_the_library_defaults() {
+        let mut options = CbxStreamOptions {
+            struct_size: 0,
+            first_chunk_tokens: 0,
+            chunk_tokens: 0,
+            overlap: 5,
+        };
+        // SAFETY: a live struct; NULL is checked.
+        unsafe {
+            assert_eq!(cbx_stream_options_default(&mut options), CbxStatus::CBX_OK);
+            assert_eq!(
+                cbx_stream_options_default(null_mut()),
+                CbxStatus::CBX_INVALID_ARGUMENT
+            );
+        }
+        assert!(message().contains("`options` is NULL"), "{}", message());
+        assert_eq!(options.struct_size as usize, size_of::<CbxStreamOptions>());
+        assert_eq!(
+            (
+                options.first_chunk_tokens,
+                options.chunk_tokens,
+                options.overlap
+            ),
+            (20, 40, 0)
+        );
+    }
+}

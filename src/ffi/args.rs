@@ -133,21 +133,14 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(
     if ptr.is_null() {
         return Err(FfiError::invalid_argument(format!("`{name}` is NULL")));
     }
-    // SAFETY: every versioned struct begins with a `uint32_t struct_size`.
-    let declared = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
-    if declared < T::MIN_SIZE {
-        let hint = if declared == 0 {
-            " (initialise it with its _default function first)"
-        } else {
-            ""
-        };
-        return Err(FfiError::invalid_argument(format!(
-            "`{name}->struct_size` is {declared}, smaller than any {} this library knows ({} bytes){hint}",
-            T::NAME,
-            T::MIN_SIZE
-        )));
-    }
-    let known = declared.min(size_of::<T>());
+    // SAFETY: non-NULL; the caller's contract.
+    let known = unsafe {
+        known_size::<T>(
+            ptr,
+            name,
+            " (initialise it with its _default function first)",
+        )
+    }?;
     let mut value = defaults;
     // SAFETY: `known` bytes are readable from `ptr` (the caller declared at
     // least that many) and writable in `value`; every field of a versioned
@@ -158,6 +151,78 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(
     }
     Ok(value)
 }
+
+/// The bytes of a versioned struct at non-NULL `ptr` this library reads or writes:
+/// `min(struct_size, sizeof(T))`; a `struct_size` under [`Versioned::MIN_SIZE`] fails
+/// naming `name->struct_size` (`zero_hint` is added when it is 0).
+///
+/// # Safety
+/// `ptr` is non-NULL and points to at least 4 readable bytes.
+unsafe fn known_size<T: Versioned>(ptr: *const T, name: &str, zero_hint: &str) -> FfiResult<usize> {
+    // SAFETY: every versioned struct begins with a `uint32_t struct_size`.
+    let declared = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    if declared < T::MIN_SIZE {
+        let hint = if declared == 0 { zero_hint } else { "" };
+        return Err(FfiError::invalid_argument(format!(
+            "`{name}->struct_size` is {declared}, smaller than any {} this library knows ({} bytes){hint}",
+            T::NAME,
+            T::MIN_SIZE
+        )));
+    }
+    Ok(declared.min(size_of::<T>()))
+}
+
+/// Checks a versioned struct the library fills for the caller (the caller sets its
+/// `struct_size`, e.g. to `sizeof`): `None` for NULL (nothing to fill), else the bytes
+/// this library will write, `min(struct_size, sizeof(T))`. Those bytes after
+/// `struct_size` are zeroed now, so a failed call leaves zeros; fields past them (a
+/// caller built against a newer header) are left alone. Fill it with
+/// [`write_versioned`].
+///
+/// # Safety
+/// `ptr` is NULL or points to at least `struct_size` writable bytes, where
+/// `struct_size` is the struct's first field; every field of `T` is valid as zero bytes.
+pub(crate) unsafe fn versioned_out<T: Versioned>(
+    ptr: *mut T,
+    name: &str,
+) -> FfiResult<Option<usize>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL; the caller's contract.
+    let known = unsafe { known_size::<T>(ptr, name, " (set it to sizeof the struct)") }?;
+    // SAFETY: `known` bytes are writable (the caller declared at least that many), and
+    // zero bytes are a valid value of every field.
+    unsafe {
+        std::ptr::write_bytes(
+            ptr.cast::<u8>().add(STRUCT_SIZE_BYTES),
+            0,
+            known.saturating_sub(STRUCT_SIZE_BYTES),
+        );
+    }
+    Ok(Some(known))
+}
+
+/// Writes the fields of `value` after `struct_size` into the caller's struct, up to
+/// `known` bytes (from [`versioned_out`]); `struct_size` keeps the caller's value.
+///
+/// # Safety
+/// `ptr` passed [`versioned_out`], which returned `Some(known)`.
+pub(crate) unsafe fn write_versioned<T: Versioned>(ptr: *mut T, value: &T, known: usize) {
+    let known = known.min(size_of::<T>());
+    // SAFETY: `known` bytes are readable from `value` and writable at `ptr`, past the
+    // 4-byte `struct_size`; `known` ends at a field boundary (a published struct size).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (value as *const T).cast::<u8>().add(STRUCT_SIZE_BYTES),
+            ptr.cast::<u8>().add(STRUCT_SIZE_BYTES),
+            known.saturating_sub(STRUCT_SIZE_BYTES),
+        );
+    }
+}
+
+/// The leading `uint32_t struct_size` of every versioned struct.
+const STRUCT_SIZE_BYTES: usize = size_of::<u32>();
 
 /// Moves a value to the heap and hands its ownership to C.
 pub(crate) fn into_raw<T>(value: T) -> *mut T {
@@ -246,6 +311,66 @@ mod tests {
         // SAFETY: NULL is checked.
         let err = unsafe { read_versioned(std::ptr::null::<Sample>(), DEFAULTS, "options") }.err();
         assert!(err.is_some_and(|e| e.message.contains("`options` is NULL")));
+    }
+
+    #[test]
+    fn versioned_out_structs_are_zeroed_then_filled_up_to_their_size() {
+        let filled = Sample {
+            struct_size: 0,
+            a: 7,
+            b: 8,
+        };
+        // NULL: nothing to fill.
+        // SAFETY: NULL is checked.
+        let none = unsafe { versioned_out(std::ptr::null_mut::<Sample>(), "stats") };
+        assert!(matches!(none, Ok(None)));
+        // The caller's size: zeroed, then filled; struct_size kept.
+        let mut out = Sample {
+            struct_size: 16,
+            a: 1,
+            b: 2,
+        };
+        // SAFETY: a live struct of its declared size.
+        let known = unsafe { versioned_out(&mut out, "stats") }.ok().flatten();
+        assert_eq!(known, Some(16));
+        assert_eq!((out.struct_size, out.a, out.b), (16, 0, 0));
+        // SAFETY: as above.
+        unsafe { write_versioned(&mut out, &filled, 16) };
+        assert_eq!((out.struct_size, out.a, out.b), (16, 7, 8));
+        // A newer caller's larger struct: its extra field is left alone.
+        #[repr(C)]
+        struct Newer {
+            old: Sample,
+            extra: u64,
+        }
+        let mut newer = Newer {
+            old: Sample {
+                struct_size: 24,
+                a: 1,
+                b: 2,
+            },
+            extra: 9,
+        };
+        let ptr = &mut newer.old as *mut Sample;
+        // SAFETY: `newer` holds the 24 bytes it declares.
+        let known = unsafe { versioned_out(ptr, "stats") }.ok().flatten();
+        assert_eq!(known, Some(16));
+        // SAFETY: as above.
+        unsafe { write_versioned(ptr, &filled, 16) };
+        assert_eq!((newer.old.a, newer.old.b, newer.extra), (7, 8, 9));
+        // Too small: refused, untouched.
+        let mut small = Sample {
+            struct_size: 8,
+            a: 1,
+            b: 2,
+        };
+        // SAFETY: a live struct.
+        let err = unsafe { versioned_out(&mut small, "stats") }.err();
+        assert!(
+            err.is_some_and(|e| e.status == CbxStatus::CBX_INVALID_ARGUMENT
+                && e.message.contains("`stats->struct_size` is 8"))
+        );
+        assert_eq!((small.a, small.b), (1, 2));
     }
 
     #[test]

@@ -33,16 +33,16 @@ pub type CbxChunkCallback = Option<
 >;
 
 /// The engine, text, voice and request of a synthesis call, checked.
-struct SynthesisArgs<'a> {
-    engine: &'a Engine,
-    text: &'a str,
-    voice: &'a Voice,
-    request: Request,
+pub(super) struct SynthesisArgs<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) text: &'a str,
+    pub(super) voice: &'a Voice,
+    pub(super) request: Request,
 }
 
 /// # Safety
 /// The pointer contracts of `cbx_synthesize`.
-unsafe fn synthesis_args<'a>(
+pub(super) unsafe fn synthesis_args<'a>(
     engine: *const CbxEngine,
     text: *const c_char,
     voice: *const CbxVoice,

@@ -19,7 +19,8 @@
 //!   UTF-8 is [`CbxStatus::CBX_INVALID_TEXT`]; neither ever crashes.
 
 // cbindgen writes the functions in the order it meets them: status codes
-// and errors, versions, the engine, voices, synthesis, voice conversion.
+// and errors, versions, the engine, voices, synthesis, token-level
+// streaming, voice conversion.
 mod status;
 
 mod version;
@@ -29,6 +30,8 @@ mod engine;
 mod voice;
 
 mod audio;
+
+mod stream;
 
 mod convert;
 
@@ -50,6 +53,10 @@ pub use engine::{
     CbxProvider, CbxRequest, CBX_PROVIDER_AUTO, CBX_PROVIDER_CPU, CBX_PROVIDER_CUDA,
 };
 pub use status::{cbx_last_error_message, cbx_status_name, CbxStatus};
+pub use stream::{
+    cbx_stream_options_default, cbx_synthesize_stream, CbxStreamCallback, CbxStreamChunk,
+    CbxStreamOptions, CbxStreamStats,
+};
 pub use version::{cbx_abi_version, cbx_onnxruntime_version, cbx_version, CBX_ABI_VERSION};
 pub use voice::{
     cbx_voice_free, cbx_voice_from_samples, cbx_voice_from_wav_file, cbx_voice_load,

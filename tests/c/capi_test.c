@@ -5,9 +5,10 @@
  *   capi_test BUNDLE_DIR SCRATCH_DIR [quick]
  *
  * "quick" runs the subset used under valgrind: every error path, two-token
- * syntheses, streaming with cancel, voice files; not the conditioning graphs
- * (voices from audio), the determinism, residency-switch and two-thread
- * comparisons. Exit status 0 when every check passed.
+ * syntheses, streaming with cancel (whole-text and token-level), voice
+ * files; not the conditioning graphs (voices from audio), the determinism,
+ * residency-switch and two-thread comparisons. Exit status 0 when every check
+ * passed.
  */
 
 #include "chatterbox_ort.h"
@@ -471,6 +472,230 @@ static void test_streaming(const CbxEngine *engine) {
     }
 }
 
+/* ---- token-level streaming ---------------------------------------------------- */
+
+typedef struct TokenStream {
+    int calls;
+    int cancel_on; /* 1-based call that returns non-zero; 0: never */
+    float *data;
+    size_t count;
+    int bad_offset; /* a chunk whose offset is not the sum of the earlier counts */
+    int bad_index;
+    int bad_size;
+    int bad_rate;
+    int empty_before_last;
+    int last_seen; /* chunks with `last` set */
+    int after_last; /* chunks after one with `last` set */
+    uint32_t last_tokens;
+} TokenStream;
+
+static int32_t on_token_chunk(const CbxStreamChunk *chunk, void *user) {
+    TokenStream *s = (TokenStream *)user;
+    s->calls++;
+    s->after_last += s->last_seen > 0;
+    s->bad_size |= chunk->struct_size != sizeof(CbxStreamChunk) || chunk->samples == NULL;
+    s->bad_offset |= chunk->offset != (uint64_t)s->count;
+    s->bad_index |= chunk->index != (uint32_t)(s->calls - 1) || chunk->text_chunk != 0;
+    s->bad_rate |= chunk->sample_rate != 24000;
+    s->empty_before_last |= chunk->count == 0 && !chunk->last;
+    s->last_seen += chunk->last != 0;
+    s->last_tokens = chunk->tokens;
+    if (chunk->count > 0) {
+        float *grown = realloc(s->data, (s->count + chunk->count) * sizeof(float));
+        if (grown) {
+            memcpy(grown + s->count, chunk->samples, chunk->count * sizeof(float));
+            s->data = grown;
+        }
+        s->count += chunk->count;
+    }
+    return s->cancel_on > 0 && s->calls >= s->cancel_on;
+}
+
+static void check_token_stream(const TokenStream *s, uint32_t tokens, const char *what) {
+    CHECK(s->calls > 1, "%s: %d chunk(s) for one sentence", what, s->calls);
+    CHECK(!s->bad_offset && !s->bad_index && !s->bad_size && !s->bad_rate,
+          "%s: offset %d, index %d, struct_size/samples %d, rate %d wrong", what, s->bad_offset,
+          s->bad_index, s->bad_size, s->bad_rate);
+    CHECK(!s->empty_before_last, "%s: an empty chunk before the last", what);
+    CHECK(s->last_seen == 1 && s->after_last == 0 && s->last_tokens == tokens,
+          "%s: %d chunks marked last, %d after it, %u tokens in the last", what, s->last_seen,
+          s->after_last, s->last_tokens);
+    Samples all = {s->data, s->count, 24000};
+    check_speech(&all, tokens, what);
+}
+
+static CbxStreamOptions stream_options(uint32_t first, uint32_t chunk, int overlap) {
+    CbxStreamOptions options;
+    memset(&options, 0xAB, sizeof options);
+    EXPECT_STATUS(cbx_stream_options_default(&options), CBX_OK, NULL);
+    options.first_chunk_tokens = first;
+    options.chunk_tokens = chunk;
+    options.overlap = overlap;
+    return options;
+}
+
+/* A whole token-level stream: its chunks, its stats, the same chunks again (also with
+ * `overlap`), and with the default options. */
+static void check_whole_token_streams(const CbxEngine *engine, const char *text,
+                                      const CbxRequest *request, const CbxStreamOptions *options,
+                                      uint32_t tokens) {
+    TokenStream full = {0};
+    CbxStreamStats stats;
+    memset(&stats, 0xAB, sizeof stats);
+    stats.struct_size = sizeof stats;
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, request, options, on_token_chunk,
+                                        &full, &stats),
+                  CBX_OK, NULL);
+    check_token_stream(&full, tokens, "token streaming");
+    CHECK(stats.struct_size == sizeof stats && stats.chunks == (uint32_t)full.calls &&
+              stats.s3gen_passes >= stats.chunks,
+          "stats: size %u, %u chunks for %d calls, %u passes", stats.struct_size, stats.chunks,
+          full.calls, stats.s3gen_passes);
+    CHECK(stats.first_audio_s > 0.0 && stats.first_audio_s <= stats.total_s &&
+              stats.max_chunk_latency_s > 0.0 &&
+              stats.mean_chunk_latency_s <= stats.max_chunk_latency_s,
+          "stats: first audio %g s, total %g s, latency max %g mean %g", stats.first_audio_s,
+          stats.total_s, stats.max_chunk_latency_s, stats.mean_chunk_latency_s);
+    CHECK(fabs(stats.audio_s - 0.04 * tokens) < 1e-9 && stats.rtf > 0.0,
+          "stats: %g s of audio, rtf %g", stats.audio_s, stats.rtf);
+
+    /* The same call, the same chunks: with NULL stats, and with T3 overlapped. */
+    for (int overlap = 0; overlap <= 1; overlap++) {
+        CbxStreamOptions again_options = *options;
+        again_options.overlap = overlap;
+        TokenStream again = {0};
+        EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, request, &again_options,
+                                            on_token_chunk, &again, NULL),
+                      CBX_OK, NULL);
+        Samples a = {full.data, full.count, 24000};
+        Samples b = {again.data, again.count, 24000};
+        CHECK(again.calls == full.calls && same_samples(&a, &b),
+              "overlap %d: %d chunks, %zu samples; first call %d chunks, %zu samples", overlap,
+              again.calls, again.count, full.calls, full.count);
+        free(again.data);
+    }
+    /* NULL options: the defaults. */
+    TokenStream with_defaults = {0};
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, request, NULL, on_token_chunk,
+                                        &with_defaults, NULL),
+                  CBX_OK, NULL);
+    check_token_stream(&with_defaults, tokens, "token streaming with default options");
+    free(with_defaults.data);
+    free(full.data);
+}
+
+static void test_token_streaming(const CbxEngine *engine) {
+    const char *text = "Streaming speech arrives while the model is still talking.";
+    /* Full: passes at 12, 28 and 44 tokens and at the end; quick (under valgrind): only the
+     * cancelled call, one pass at 10 tokens. */
+    uint32_t tokens = g_quick ? 12 : 60;
+    CbxRequest request = fast_request(engine, 5, tokens);
+    CbxStreamOptions options = stream_options(g_quick ? 10 : 12, g_quick ? 4096 : 16, 0);
+
+    CbxStreamOptions defaults;
+    memset(&defaults, 0, sizeof defaults);
+    EXPECT_STATUS(cbx_stream_options_default(&defaults), CBX_OK, NULL);
+    CHECK(defaults.struct_size == sizeof defaults && defaults.first_chunk_tokens == 20 &&
+              defaults.chunk_tokens == 40 && defaults.overlap == 0,
+          "stream option defaults: size %u, first %u, chunk %u, overlap %d",
+          defaults.struct_size, defaults.first_chunk_tokens, defaults.chunk_tokens,
+          defaults.overlap);
+    EXPECT_STATUS(cbx_stream_options_default(NULL), CBX_INVALID_ARGUMENT, "options");
+
+    /* The successful streams run in the full test only: under valgrind (quick) every
+     * S3Gen pass takes most of a minute; ASan runs them. */
+    if (!g_quick) {
+        check_whole_token_streams(engine, text, &request, &options, tokens);
+    }
+
+    /* Cancelling on the first chunk: no further call, stats zeroed. */
+    TokenStream cancel = {0};
+    cancel.cancel_on = 1;
+    CbxStreamStats stats;
+    memset(&stats, 0xAB, sizeof stats);
+    stats.struct_size = sizeof stats;
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &options, on_token_chunk,
+                                        &cancel, &stats),
+                  CBX_CANCELLED, "cancel");
+    CHECK(cancel.calls == 1, "%d callback calls after cancelling on the first", cancel.calls);
+    CHECK(stats.chunks == 0 && stats.first_audio_s == 0.0 && stats.total_s == 0.0,
+          "stats after cancelling: %u chunks, first audio %g s", stats.chunks,
+          stats.first_audio_s);
+    free(cancel.data);
+
+    /* Refusals, each before any callback. */
+    TokenStream unused = {0};
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &options, NULL, NULL, NULL),
+                  CBX_INVALID_ARGUMENT, "callback");
+    EXPECT_STATUS(cbx_synthesize_stream(NULL, text, NULL, &request, &options, on_token_chunk,
+                                        &unused, NULL),
+                  CBX_INVALID_ARGUMENT, "engine");
+    EXPECT_STATUS(cbx_synthesize_stream(engine, "\xc0", NULL, &request, &options, on_token_chunk,
+                                        &unused, NULL),
+                  CBX_INVALID_TEXT, "UTF-8");
+    CbxStreamOptions bad = stream_options(3, 16, 0);
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &bad, on_token_chunk,
+                                        &unused, NULL),
+                  CBX_INVALID_ARGUMENT, "first_chunk_tokens");
+    bad = stream_options(12, 0, 0);
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &bad, on_token_chunk,
+                                        &unused, NULL),
+                  CBX_INVALID_ARGUMENT, "chunk_tokens");
+    bad = stream_options(12, 5000, 0);
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &bad, on_token_chunk,
+                                        &unused, NULL),
+                  CBX_INVALID_ARGUMENT, "chunk_tokens");
+    bad = options;
+    bad.struct_size = 0;
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &bad, on_token_chunk,
+                                        &unused, NULL),
+                  CBX_INVALID_ARGUMENT, "struct_size");
+    bad.struct_size = 8;
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &bad, on_token_chunk,
+                                        &unused, NULL),
+                  CBX_INVALID_ARGUMENT, "struct_size");
+    stats.struct_size = 8;
+    stats.chunks = 12345;
+    EXPECT_STATUS(cbx_synthesize_stream(engine, text, NULL, &request, &options, on_token_chunk,
+                                        &unused, &stats),
+                  CBX_INVALID_ARGUMENT, "out_stats->struct_size");
+    CHECK(stats.chunks == 12345, "a refused stats struct was written");
+    CHECK(unused.calls == 0, "%d callback calls for refused calls", unused.calls);
+    free(unused.data);
+
+    if (g_quick) {
+        return;
+    }
+    /* A caller built against a newer header: larger structs, trailing fields untouched. */
+    struct {
+        CbxStreamOptions options;
+        uint64_t newer_field;
+    } larger_options;
+    larger_options.options = options;
+    larger_options.options.struct_size = sizeof larger_options;
+    larger_options.newer_field = 0;
+    struct {
+        CbxStreamStats stats;
+        uint64_t newer_field;
+    } larger_stats;
+    memset(&larger_stats, 0, sizeof larger_stats);
+    larger_stats.stats.struct_size = sizeof larger_stats;
+    larger_stats.newer_field = 0xDEADBEEF;
+    TokenStream larger = {0};
+    CbxRequest short_request = fast_request(engine, 6, 16);
+    EXPECT_STATUS(cbx_synthesize_stream(engine, "Larger structs.", NULL, &short_request,
+                                        &larger_options.options, on_token_chunk, &larger,
+                                        &larger_stats.stats),
+                  CBX_OK, NULL);
+    CHECK(larger.calls >= 1 && larger_stats.stats.chunks == (uint32_t)larger.calls &&
+              larger_stats.newer_field == 0xDEADBEEF &&
+              larger_stats.stats.struct_size == sizeof larger_stats,
+          "larger structs: %d calls, %u chunks, trailing field %llx, struct_size %u",
+          larger.calls, larger_stats.stats.chunks,
+          (unsigned long long)larger_stats.newer_field, larger_stats.stats.struct_size);
+    free(larger.data);
+}
+
 typedef struct {
     const CbxVoice *voice;
     const char *path;
@@ -844,6 +1069,7 @@ int main(int argc, char **argv) {
         test_synthesis(engine);
         test_synthesis_errors(engine);
         test_streaming(engine);
+        test_token_streaming(engine);
         test_voices(engine);
         test_conversion(engine);
         test_residency_and_stats(engine);
