@@ -22,6 +22,10 @@
 //! [`check_not_an_input`]. Character devices are exempt (`/dev/stdin` and `/dev/stdout` are
 //! the same terminal).
 //!
+//! [`OutputWriter`] writes the same way piece by piece (audio as it is produced): the
+//! temporary file is renamed over the target only by its `commit`, and removed when the
+//! writer is dropped without one.
+//!
 //! Errors name the caller's path, never the temporary file, and state their cause once.
 
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -44,10 +48,152 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Errors: `InvalidArgument` when `path` is an input, a directory, a block device or a
 /// socket, or names no file; `Io` (naming `path`) when writing fails.
 pub fn write_output(path: &Path, bytes: &[u8], inputs: &[&Path]) -> Result<()> {
-    check_not_an_input(path, inputs)?;
-    match plan(path)? {
-        Plan::InPlace => write_in_place(path, bytes),
-        Plan::Replace { target, mode } => replace(path, &target, bytes, mode),
+    let mut out = OutputWriter::create(path, inputs)?;
+    out.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    out.commit()
+}
+
+/// An output written piece by piece (audio as it is synthesized), with the guarantees of
+/// [`write_output`]: a regular file (or a link's target) is written to a temporary file
+/// beside it and only [`OutputWriter::commit`] renames it over the target; dropping the
+/// writer without committing (an error, a cancel) removes the temporary file, so the target
+/// is the old file or the complete new one, never part of one. A character device or FIFO
+/// is written in place as the pieces come (what was written stays written).
+///
+/// Write through [`std::io::Write`]; its errors are plain `io::Error`s (wrap them with
+/// [`OutputWriter::path`]). `commit` flushes, syncs and renames.
+#[derive(Debug)]
+pub struct OutputWriter {
+    /// The caller's path (errors name it, never the temporary file).
+    path: PathBuf,
+    file: File,
+    /// Where a regular file's bytes go until the commit; `None` when written in place.
+    temp: Option<Temp>,
+    committed: bool,
+}
+
+#[derive(Debug)]
+struct Temp {
+    tmp: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+}
+
+impl OutputWriter {
+    /// Opens `path` for writing (see the type's docs), refusing when it is one of `inputs`.
+    /// Opening a FIFO waits for a reader.
+    ///
+    /// Errors: as [`write_output`].
+    pub fn create(path: &Path, inputs: &[&Path]) -> Result<OutputWriter> {
+        check_not_an_input(path, inputs)?;
+        match plan(path)? {
+            Plan::InPlace => {
+                let io_err = |e| Error::io(path, e);
+                let file = OpenOptions::new().write(true).open(path).map_err(io_err)?;
+                // The path could have been swapped for something else between the check and
+                // the open.
+                let ft = file.metadata().map_err(io_err)?.file_type();
+                if !(ft.is_char_device() || ft.is_fifo()) {
+                    return Err(refuse(path, "no longer a device or FIFO"));
+                }
+                Ok(OutputWriter {
+                    path: path.to_path_buf(),
+                    file,
+                    temp: None,
+                    committed: false,
+                })
+            }
+            Plan::Replace { target, mode } => {
+                let name = match target.file_name() {
+                    Some(n) => n.to_string_lossy().into_owned(),
+                    None => return Err(refuse(path, "not a file path")),
+                };
+                let dir = parent_of(&target);
+                let (tmp, file) = create_temp(&dir, &name).map_err(|e| Error::io(path, e))?;
+                let out = OutputWriter {
+                    path: path.to_path_buf(),
+                    file,
+                    temp: Some(Temp { tmp, target, dir }),
+                    committed: false,
+                };
+                if let Some(mode) = mode {
+                    // On failure `out` is dropped, which removes the temporary file.
+                    out.file
+                        .set_permissions(Permissions::from_mode(mode))
+                        .map_err(|e| Error::io(path, e))?;
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The path the caller gave.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the bytes go to a (temporary) regular file, which
+    /// [`OutputWriter::write_at`] can rewrite; `false` for a device or FIFO.
+    pub fn is_file(&self) -> bool {
+        self.temp.is_some()
+    }
+
+    /// Overwrites bytes already written at `offset` (a header whose sizes are known only at
+    /// the end). Only for a regular file ([`OutputWriter::is_file`]); `InvalidArgument`
+    /// otherwise, `Io` (naming the caller's path) when writing fails.
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.temp.is_none() {
+            return Err(Error::invalid_argument(
+                "output",
+                format!(
+                    "`{}` is a device or FIFO: written bytes cannot be rewritten",
+                    self.path.display()
+                ),
+            ));
+        }
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Finishes the output: flushes, and for a regular file syncs the temporary file and
+    /// renames it over the target (then syncs the folder, best effort). On error the
+    /// temporary file is removed and the target is left as it was.
+    pub fn commit(mut self) -> Result<()> {
+        let path = self.path.clone();
+        let io_err = |e| Error::io(&path, e);
+        self.file.flush().map_err(io_err)?;
+        let Some(temp) = &self.temp else {
+            self.committed = true;
+            return Ok(());
+        };
+        self.file.sync_all().map_err(io_err)?;
+        fs::rename(&temp.tmp, &temp.target).map_err(io_err)?;
+        self.committed = true;
+        // Make the rename itself durable (best effort: some file systems refuse).
+        if let Ok(d) = File::open(&temp.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Write for OutputWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for OutputWriter {
+    fn drop(&mut self) {
+        if let (Some(temp), false) = (&self.temp, self.committed) {
+            let _ = fs::remove_file(&temp.tmp);
+        }
     }
 }
 
@@ -180,18 +326,6 @@ fn same_file(output: &Path, input: &Path) -> bool {
     }
 }
 
-fn write_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_err = |e| Error::io(path, e);
-    let mut file = OpenOptions::new().write(true).open(path).map_err(io_err)?;
-    // The path could have been swapped for something else between the check and the open.
-    let ft = file.metadata().map_err(io_err)?.file_type();
-    if !(ft.is_char_device() || ft.is_fifo()) {
-        return Err(refuse(path, "no longer a device or FIFO"));
-    }
-    file.write_all(bytes).map_err(io_err)?;
-    file.flush().map_err(io_err)
-}
-
 /// Creates a fresh temporary file beside `target`.
 fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     // Keep the name well under NAME_MAX (255 bytes) whatever the target's name.
@@ -218,33 +352,6 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no unique temporary file name")))
-}
-
-fn replace(user: &Path, target: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    let name = match target.file_name() {
-        Some(n) => n.to_string_lossy().into_owned(),
-        None => return Err(refuse(user, "not a file path")),
-    };
-    let dir = parent_of(target);
-    let (tmp, mut file) = create_temp(&dir, &name).map_err(|e| Error::io(user, e))?;
-    let written = (|| -> io::Result<()> {
-        if let Some(mode) = mode {
-            file.set_permissions(Permissions::from_mode(mode))?;
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, target)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(user, e));
-    }
-    // Make the rename itself durable (best effort: some file systems refuse).
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -416,6 +523,87 @@ mod tests {
         assert!(!a.exists());
         // A different file is fine.
         write_output(&dir.join("other.wav"), b"ok", &[&input]).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writer_replaces_only_on_commit() {
+        let dir = scratch("writer");
+        let p = dir.join("out.wav");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, Permissions::from_mode(0o640)).unwrap();
+        // Dropped without a commit (an error, a cancel): the old file stays, no temporary
+        // file is left.
+        {
+            let mut w = OutputWriter::create(&p, &[]).unwrap();
+            assert!(w.is_file());
+            w.write_all(b"partial").unwrap();
+            w.flush().unwrap();
+            assert_eq!(names(&dir).len(), 2, "the temporary file beside the target");
+        }
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(names(&dir), ["out.wav"]);
+        // Written in pieces, a header rewritten at the end, committed.
+        let mut w = OutputWriter::create(&p, &[]).unwrap();
+        assert_eq!(w.path(), p.as_path());
+        w.write_all(b"????").unwrap();
+        w.write_all(b"-body").unwrap();
+        assert_eq!(
+            fs::read(&p).unwrap(),
+            b"old",
+            "nothing visible before the commit"
+        );
+        w.write_at(0, b"HEAD").unwrap();
+        w.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"HEAD-body");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(names(&dir), ["out.wav"]);
+        // A new file that is never committed leaves nothing.
+        let q = dir.join("new.wav");
+        drop(OutputWriter::create(&q, &[]).unwrap());
+        assert_eq!(names(&dir), ["out.wav"]);
+        // Inputs and folders are refused before anything is created.
+        assert!(OutputWriter::create(&p, &[&p]).is_err());
+        assert!(OutputWriter::create(&dir, &[]).is_err());
+        assert_eq!(names(&dir), ["out.wav"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writer_streams_into_a_fifo() {
+        let dir = scratch("writer-fifo");
+        let fifo = dir.join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut f = File::open(&fifo).unwrap();
+                // The first piece arrives before the writer is finished.
+                let mut first = [0u8; 5];
+                f.read_exact(&mut first).unwrap();
+                tx.send(first.to_vec()).unwrap();
+                let mut rest = Vec::new();
+                f.read_to_end(&mut rest).unwrap();
+                rest
+            })
+        };
+        let mut w = OutputWriter::create(&fifo, &[]).unwrap();
+        assert!(!w.is_file());
+        w.write_all(b"first").unwrap();
+        w.flush().unwrap();
+        assert_eq!(rx.recv().unwrap(), b"first");
+        assert_eq!(
+            w.write_at(0, b"x").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        w.write_all(b" second").unwrap();
+        w.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), b" second");
+        assert_eq!(names(&dir), ["pipe"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,6 +19,13 @@
 //!
 //! [`write_wav_atomic`] goes through [`crate::output`]: a regular file is replaced
 //! atomically (readers never see a half-written file), a device or FIFO is written in place.
+//!
+//! Audio written while it is produced (`say --stream`) starts with [`wav_header`] of an
+//! unknown length ([`WAV_UNKNOWN_SIZE`] as both RIFF sizes, which ffmpeg, sox and aplay read
+//! as "up to the end of the stream"), followed by [`pcm16_le`] pieces; a file gets its real
+//! sizes written over the header at the end. `hound` cannot do this (its writer needs to seek
+//! back), so the 44-byte header is written here; it is byte for byte the header
+//! [`encode_wav`] writes for the same length.
 
 use std::io::{Cursor, Read, Write};
 use std::path::Path;
@@ -351,10 +358,79 @@ pub fn write_wav_file(
     crate::output::write_output(path, &bytes, inputs)
 }
 
+/// Bytes of [`wav_header`].
+pub const WAV_HEADER_BYTES: usize = 44;
+
+/// The RIFF and `data` chunk size of a WAV stream whose length is not known when the header
+/// is written (read as "to the end of the stream" by ffmpeg, sox, aplay).
+pub const WAV_UNKNOWN_SIZE: u32 = u32::MAX;
+
+/// The 44-byte header of a 16-bit PCM mono WAV at `sample_rate` holding `data_bytes` bytes
+/// of samples, or of unknown length (`None`, or more than a RIFF size can say): then both
+/// sizes are [`WAV_UNKNOWN_SIZE`]. With a length it equals the header of [`encode_wav`].
+pub fn wav_header(sample_rate: u32, data_bytes: Option<u64>) -> [u8; WAV_HEADER_BYTES] {
+    const HEADER_REST: u64 = (WAV_HEADER_BYTES - 8) as u64;
+    let (riff, data) = match data_bytes {
+        Some(n) if n + HEADER_REST <= u64::from(u32::MAX - 1) => {
+            ((n + HEADER_REST) as u32, n as u32)
+        }
+        _ => (WAV_UNKNOWN_SIZE, WAV_UNKNOWN_SIZE),
+    };
+    let mut h = [0u8; WAV_HEADER_BYTES];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        h[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(b"RIFF");
+    put(&riff.to_le_bytes());
+    put(b"WAVE");
+    put(b"fmt ");
+    put(&16u32.to_le_bytes()); // fmt chunk size
+    put(&1u16.to_le_bytes()); // WAVE_FORMAT_PCM
+    put(&1u16.to_le_bytes()); // channels
+    put(&sample_rate.to_le_bytes());
+    put(&(sample_rate.wrapping_mul(2)).to_le_bytes()); // bytes per second
+    put(&2u16.to_le_bytes()); // block align
+    put(&16u16.to_le_bytes()); // bits per sample
+    put(b"data");
+    put(&data.to_le_bytes());
+    h
+}
+
+/// `samples` as little-endian 16-bit PCM ([`to_i16`]), the data of [`encode_wav`] and of
+/// raw PCM output.
+pub fn pcm16_le(samples: &[f32]) -> Vec<u8> {
+    samples
+        .iter()
+        .flat_map(|&x| to_i16(x).to_le_bytes())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn streaming_header_and_pcm_equal_encode_wav() {
+        let samples: Vec<f32> = (0..1000)
+            .map(|i| ((i as f32) * 0.05).sin() * 1.2)
+            .chain([f32::NAN, -1.0, 1.0])
+            .collect();
+        let whole = encode_wav(&samples, 24_000).unwrap();
+        let pcm = pcm16_le(&samples);
+        assert_eq!(pcm.len(), 2 * samples.len());
+        let header = wav_header(24_000, Some(pcm.len() as u64));
+        assert_eq!(&whole[..WAV_HEADER_BYTES], &header[..]);
+        assert_eq!(&whole[WAV_HEADER_BYTES..], &pcm[..]);
+        // Unknown length: both sizes all ones, the rest the same.
+        let open = wav_header(24_000, None);
+        assert_eq!(&open[4..8], &[0xff; 4]);
+        assert_eq!(&open[40..44], &[0xff; 4]);
+        assert_eq!(&open[8..40], &header[8..40]);
+        assert_eq!(wav_header(24_000, Some(u64::from(u32::MAX))), open);
+    }
 
     /// `np.mean(frame[:, None], axis=0)` bits (numpy 1.26) for frames where a float64
     /// mean rounds differently: the downmix follows numpy's float32 summation order.

@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! chatterbox-ort say "Hello there." -o hello.wav
+//! chatterbox-ort say --stream "Spoken while it is computed." -o - | aplay
 //! chatterbox-ort voice ref.wav -o voice.safetensors
 //! chatterbox-ort convert speech.wav --voice target.wav -o converted.wav
 //! chatterbox-ort info
 //! ```
 //!
 //! Errors are printed as one line on stderr with a non-zero exit status; no
-//! output file is left behind on failure.
+//! output file is left behind on failure. SIGINT (Ctrl-C) or SIGTERM during a synthesis
+//! stops it at the next speech token or audio chunk: exit status 128 + the signal (130 for
+//! Ctrl-C), no output file (audio already written to stdout or a FIFO stays written). A
+//! second signal ends the process at once.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,11 +20,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use chatterbox_ort::bundle::{Bundle, GenerationDefaults};
-use chatterbox_ort::{audio, conditioning, limits, Engine, EngineOptions, Request, Voice};
+use chatterbox_ort::output::OutputWriter;
+use chatterbox_ort::{
+    audio, conditioning, limits, Engine, EngineOptions, ErrorKind, Request, StreamChunk,
+    StreamOptions, Voice,
+};
 
 /// Chatterbox text-to-speech on ONNX Runtime.
 #[derive(Parser, Debug)]
@@ -78,6 +86,28 @@ struct SayArgs {
     /// Output WAV (`-` for stdout).
     #[arg(short, long, default_value = "out.wav", value_name = "FILE")]
     output: PathBuf,
+    /// Output format: `wav` (16-bit PCM mono WAV) or `pcm` (the same samples as raw
+    /// little-endian signed 16-bit, 24 kHz mono, no header).
+    #[arg(long, value_enum, default_value_t = Format::Wav)]
+    format: Format,
+    /// Write the audio as it is produced: S3Gen turns the speech tokens decoded so far into
+    /// audio every few tokens while T3 goes on decoding, and each piece is written (and
+    /// flushed) at once, so `-o - | aplay` speaks while it computes. A WAV then starts with
+    /// an unknown-length header (a file gets its real sizes at the end).
+    #[arg(long)]
+    stream: bool,
+    /// With --stream: speech tokens of each text chunk before its first audio (9..=4096;
+    /// default 20, about 0.8 s of speech). Smaller: earlier first audio.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    first_chunk_tokens: Option<usize>,
+    /// With --stream: speech tokens between two later pieces of audio (1..=4096; default
+    /// 40). Larger: less total work (every piece recomputes S3Gen over the tokens so far).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    chunk_tokens: Option<usize>,
+    /// With --stream: decode the next speech tokens on another thread while S3Gen turns the
+    /// finished ones into audio (the same audio, sooner on a machine with spare cores).
+    #[arg(long)]
+    overlap: bool,
     /// Reference clip to clone the voice from (WAV, any rate).
     #[arg(long, value_name = "WAV", conflicts_with = "voice_file")]
     voice: Option<PathBuf>,
@@ -111,6 +141,10 @@ struct SayArgs {
     /// Most speech tokens per text chunk (25 per second of audio).
     #[arg(long, allow_negative_numbers = true)]
     max_new_tokens: Option<usize>,
+    /// Speech tokens each text chunk must produce before it may stop (default 0; at most
+    /// --max-new-tokens; equal to it fixes the length).
+    #[arg(long, allow_negative_numbers = true)]
+    min_new_tokens: Option<usize>,
     /// Euler steps of the flow matching (>= 1).
     #[arg(long, allow_negative_numbers = true)]
     flow_steps: Option<usize>,
@@ -122,6 +156,15 @@ struct SayArgs {
     stats: bool,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+/// How `say` encodes its audio.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// 16-bit PCM mono WAV.
+    Wav,
+    /// Raw little-endian signed 16-bit PCM, mono, at the bundle's rate (24 kHz), no header.
+    Pcm,
 }
 
 #[derive(Args, Debug)]
@@ -208,9 +251,96 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = format!("{e:#}").replace(['\n', '\r'], " ");
             eprintln!("error: {msg}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<interrupt::Interrupted>() {
+                Some(i) => ExitCode::from(i.exit_status()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// SIGINT / SIGTERM while a synthesis runs: a flag the synthesis callbacks check, so the
+/// synthesis stops between speech tokens or audio chunks and the output is cleaned up.
+mod interrupt {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    /// The signal received, 0 while none.
+    static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn on_signal(signal: libc::c_int) {
+        // Only an atomic store: async-signal-safe.
+        SIGNAL.store(signal, Ordering::SeqCst);
+    }
+
+    /// Installs the handler for SIGINT and SIGTERM, unless the signal is ignored (a
+    /// background job). The handler resets itself (`SA_RESETHAND`): a second signal ends
+    /// the process at once, as if no handler were installed.
+    pub fn install() -> std::io::Result<()> {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: `sigaction` with a zeroed, then filled struct; the handler only
+            // stores to an atomic.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if old.sa_sigaction == libc::SIG_IGN {
+                    continue;
+                }
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                sa.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                if libc::sigaction(signal, &sa, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The signal received since [`install`], if any.
+    pub fn received() -> Option<i32> {
+        match SIGNAL.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    /// Sends SIGINT to this process (the test hook of `say --stream`).
+    pub fn raise_sigint() {
+        // SAFETY: raise(3) with a valid signal; the handler runs before it returns.
+        unsafe {
+            libc::raise(libc::SIGINT);
+        }
+    }
+
+    /// A synthesis stopped by a signal; the exit status is 128 + the signal.
+    #[derive(Debug)]
+    pub struct Interrupted {
+        pub signal: i32,
+        /// What happened to the output.
+        pub what: String,
+    }
+
+    impl Interrupted {
+        pub fn exit_status(&self) -> u8 {
+            u8::try_from(128 + self.signal).unwrap_or(1)
+        }
+    }
+
+    impl std::fmt::Display for Interrupted {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let name = match self.signal {
+                libc::SIGINT => "SIGINT".to_string(),
+                libc::SIGTERM => "SIGTERM".to_string(),
+                s => format!("signal {s}"),
+            };
+            write!(f, "interrupted by {name}: {}", self.what)
+        }
+    }
+
+    impl std::error::Error for Interrupted {}
 }
 
 /// The bundle folder: `--bundle`, else `$CHATTERBOX_ORT_BUNDLE`, else `onnx/tiny`
@@ -305,6 +435,9 @@ fn request(defaults: &GenerationDefaults, args: &SayArgs) -> Request {
     if let Some(v) = args.max_new_tokens {
         r.max_new_tokens = v;
     }
+    if let Some(v) = args.min_new_tokens {
+        r.min_new_tokens = v;
+    }
     if let Some(v) = args.flow_steps {
         r.flow_steps = v;
     }
@@ -322,12 +455,51 @@ fn say_inputs(args: &SayArgs) -> Vec<&Path> {
         .collect()
 }
 
+/// The streaming options of `say`: `None` without `--stream`; every value checked.
+fn stream_options(args: &SayArgs) -> Result<Option<StreamOptions>> {
+    if !args.stream {
+        for (given, flag) in [
+            (args.first_chunk_tokens.is_some(), "--first-chunk-tokens"),
+            (args.chunk_tokens.is_some(), "--chunk-tokens"),
+            (args.overlap, "--overlap"),
+        ] {
+            if given {
+                bail!("{flag} applies only with --stream");
+            }
+        }
+        return Ok(None);
+    }
+    let mut opts = StreamOptions::default();
+    if let Some(v) = args.first_chunk_tokens {
+        opts.first_chunk_tokens = v;
+    }
+    if let Some(v) = args.chunk_tokens {
+        opts.chunk_tokens = v;
+    }
+    opts.overlap = args.overlap;
+    opts.validate()?;
+    Ok(Some(opts))
+}
+
+/// Test hook (not an interface): `say` sends itself SIGINT right after this many audio
+/// chunks have been delivered (written, with `--stream`), so tests cancel at an exact point
+/// through the real signal path.
+const TEST_INTERRUPT_ENV: &str = "CHATTERBOX_ORT_TEST_INTERRUPT_AFTER_CHUNKS";
+
+/// The chunk count of [`TEST_INTERRUPT_ENV`], if set.
+fn test_interrupt_after() -> Option<usize> {
+    std::env::var(TEST_INTERRUPT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
 fn say(args: SayArgs) -> Result<()> {
     let wall = Instant::now();
     let to_stdout = args.output.as_os_str() == "-";
     if !to_stdout {
         chatterbox_ort::output::check_not_an_input(&args.output, &say_inputs(&args))?;
     }
+    let stream = stream_options(&args)?;
     let text = read_text(&args)?;
     if text.trim().is_empty() {
         // Checked before loading anything; the library reports the same error.
@@ -362,6 +534,7 @@ fn say(args: SayArgs) -> Result<()> {
         engine.default_voice()
     };
     let chunks = engine.text_chunks(&text)?.len();
+    let rate = engine.bundle().config().s3gen.sample_rate;
 
     let bar = ProgressBar::with_draw_target(Some(chunks as u64), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -370,45 +543,237 @@ fn say(args: SayArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let audio = engine.synthesize_with_progress(
-        &text,
-        voice,
-        &req,
-        &mut |p| {
-            bar.set_position(p.chunk as u64);
-            bar.set_message(format!("{} tokens", p.tokens));
-            true
-        },
-        &mut |_| {
-            bar.inc(1);
-            true
-        },
-    );
-    bar.finish_and_clear();
-    let audio = audio?;
-
-    write_audio(
-        &args.output,
-        &audio.samples,
-        audio.sample_rate,
-        &say_inputs(&args),
-    )?;
+    // From here on a signal stops the synthesis cleanly (before, it ends the process:
+    // nothing has been written yet).
+    interrupt::install().context("installing the SIGINT handler")?;
+    let interrupt_after = test_interrupt_after();
+    let mut first_audio_wall_s = None;
+    let audio = if let Some(stream_opts) = &stream {
+        let mut sink = AudioSink::open(&args.output, args.format, rate, &say_inputs(&args))?;
+        let mut write_error: Option<anyhow::Error> = None;
+        let written = std::cell::Cell::new(0usize);
+        let result = engine.synthesize_stream(
+            &text,
+            voice,
+            &req,
+            stream_opts,
+            &mut |p| {
+                bar.set_position(p.chunk as u64);
+                bar.set_message(format!(
+                    "{} tokens, {:.1} s of audio out",
+                    p.tokens,
+                    written.get() as f64 / f64::from(rate)
+                ));
+                interrupt::received().is_none()
+            },
+            &mut |c: &StreamChunk<'_>| {
+                if let Err(e) = sink.write(c.samples) {
+                    write_error = Some(e);
+                    return false;
+                }
+                written.set(written.get() + c.samples.len());
+                if first_audio_wall_s.is_none() && !c.samples.is_empty() {
+                    first_audio_wall_s = Some(wall.elapsed().as_secs_f64());
+                }
+                if c.last {
+                    bar.set_position(chunks as u64);
+                }
+                if interrupt_after == Some(c.index + 1) {
+                    interrupt::raise_sigint();
+                }
+                interrupt::received().is_none()
+            },
+        );
+        bar.finish_and_clear();
+        if let Some(e) = write_error {
+            return Err(e);
+        }
+        let kept = sink.keeps_partial_output().then(|| written.get());
+        let audio = result.map_err(|e| stopped(e.into(), &args.output, kept, rate))?;
+        sink.finish()?;
+        audio
+    } else {
+        let mut delivered = 0;
+        let result = engine.synthesize_with_progress(
+            &text,
+            voice,
+            &req,
+            &mut |p| {
+                bar.set_position(p.chunk as u64);
+                bar.set_message(format!("{} tokens", p.tokens));
+                interrupt::received().is_none()
+            },
+            &mut |_| {
+                bar.inc(1);
+                delivered += 1;
+                if interrupt_after == Some(delivered) {
+                    interrupt::raise_sigint();
+                }
+                interrupt::received().is_none()
+            },
+        );
+        bar.finish_and_clear();
+        let audio = result.map_err(|e| stopped(e.into(), &args.output, None, rate))?;
+        write_audio(
+            &args.output,
+            args.format,
+            &audio.samples,
+            audio.sample_rate,
+            &say_inputs(&args),
+        )?;
+        first_audio_wall_s = Some(wall.elapsed().as_secs_f64());
+        audio
+    };
     let wall_s = wall.elapsed().as_secs_f64();
     let secs = audio.seconds();
     // The engine's RTF: synthesis time over audio seconds (0 without audio).
-    let rtf = audio.stages.rtf;
+    let s = &audio.stages;
+    let streamed = if stream.is_some() {
+        format!(
+            ", first audio after {:.2} s, {} piece{}",
+            s.first_audio_s,
+            s.audio_chunks,
+            if s.audio_chunks == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{:.2} s of audio in {:.2} s (synthesis {:.2} s, RTF {:.3}){}",
+        "{:.2} s of audio in {:.2} s (synthesis {:.2} s, RTF {:.3}{streamed}){}",
         secs,
         wall_s,
-        audio.stages.total_s,
-        rtf,
+        s.total_s,
+        s.rtf,
         destination(&args.output)
     );
     if args.stats {
-        print_stats(&engine, &req, &audio.stages, wall_s, &args.output)?;
+        let extra = serde_json::json!({
+            "first_audio_wall_seconds": first_audio_wall_s,
+            "stream": stream.map(|o| serde_json::json!({
+                "first_chunk_tokens": o.first_chunk_tokens,
+                "chunk_tokens": o.chunk_tokens,
+                "overlap": o.overlap,
+            })),
+        });
+        print_stats(&engine, &req, &audio.stages, wall_s, &args.output, extra)?;
     }
     Ok(())
+}
+
+/// The error of a synthesis that failed: a stop by a signal becomes
+/// [`interrupt::Interrupted`] saying what happened to the output: `kept` samples written
+/// that stay (stdout, a FIFO or device), or `None`: nothing written.
+fn stopped(e: anyhow::Error, output: &Path, kept: Option<usize>, rate: u32) -> anyhow::Error {
+    let cancelled = e
+        .downcast_ref::<chatterbox_ort::Error>()
+        .is_some_and(|x| x.kind() == ErrorKind::Cancelled);
+    match (cancelled, interrupt::received()) {
+        (true, Some(signal)) => {
+            let what = match kept {
+                Some(n) => format!(
+                    "synthesis stopped; {:.2} s of audio were written to {}",
+                    n as f64 / f64::from(rate.max(1)),
+                    if output.as_os_str() == "-" {
+                        "stdout".to_string()
+                    } else {
+                        format!("`{}`", output.display())
+                    }
+                ),
+                None if output.as_os_str() == "-" => {
+                    "synthesis stopped; nothing was written to stdout".to_string()
+                }
+                None => format!("synthesis stopped; `{}` was not written", output.display()),
+            };
+            anyhow::Error::new(interrupt::Interrupted { signal, what })
+        }
+        _ => e,
+    }
+}
+
+/// Where `say --stream` writes its audio as it comes: stdout, or an [`OutputWriter`]
+/// (a regular file through a temporary file renamed at the end; a device or FIFO in place).
+struct AudioSink {
+    dest: Dest,
+    format: Format,
+    rate: u32,
+    data_bytes: u64,
+}
+
+enum Dest {
+    Stdout(std::io::Stdout),
+    File(OutputWriter),
+}
+
+impl AudioSink {
+    /// Opens the output and writes the WAV header (of unknown length) for `Format::Wav`.
+    fn open(output: &Path, format: Format, rate: u32, inputs: &[&Path]) -> Result<AudioSink> {
+        let dest = if output.as_os_str() == "-" {
+            Dest::Stdout(std::io::stdout())
+        } else {
+            Dest::File(OutputWriter::create(output, inputs)?)
+        };
+        let mut sink = AudioSink {
+            dest,
+            format,
+            rate,
+            data_bytes: 0,
+        };
+        if format == Format::Wav {
+            sink.put(&audio::wav::wav_header(rate, None))?;
+        }
+        Ok(sink)
+    }
+
+    /// Whether what is written stays written when the synthesis stops (stdout, a device or
+    /// FIFO), unlike a file, which only appears when complete.
+    fn keeps_partial_output(&self) -> bool {
+        match &self.dest {
+            Dest::Stdout(_) => true,
+            Dest::File(w) => !w.is_file(),
+        }
+    }
+
+    /// Writes and flushes `bytes`.
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        match &mut self.dest {
+            Dest::Stdout(out) => {
+                let mut out = out.lock();
+                out.write_all(bytes)
+                    .and_then(|()| out.flush())
+                    .context("writing the audio to stdout")
+            }
+            Dest::File(w) => {
+                let path = w.path().to_path_buf();
+                w.write_all(bytes)
+                    .and_then(|()| w.flush())
+                    .map_err(|e| chatterbox_ort::Error::io(&path, e).into())
+            }
+        }
+    }
+
+    /// Writes one piece of audio as 16-bit PCM.
+    fn write(&mut self, samples: &[f32]) -> Result<()> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let bytes = audio::wav::pcm16_le(samples);
+        self.put(&bytes)?;
+        self.data_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Completes the output: a WAV file gets its real sizes, a file is renamed into place.
+    fn finish(self) -> Result<()> {
+        match self.dest {
+            Dest::Stdout(out) => out.lock().flush().context("writing the audio to stdout"),
+            Dest::File(mut w) => {
+                if self.format == Format::Wav && w.is_file() {
+                    w.write_at(0, &audio::wav::wav_header(self.rate, Some(self.data_bytes)))?;
+                }
+                Ok(w.commit()?)
+            }
+        }
+    }
 }
 
 fn voice(args: VoiceArgs) -> Result<()> {
@@ -446,15 +811,26 @@ fn convert_inputs(args: &ConvertArgs) -> Vec<&Path> {
         .collect()
 }
 
-/// Writes a WAV to `output` (`-`: stdout), refusing an output that is one of `inputs`.
-fn write_audio(output: &Path, samples: &[f32], sample_rate: u32, inputs: &[&Path]) -> Result<()> {
+/// Writes the audio as a WAV or raw PCM to `output` (`-`: stdout), refusing an output that
+/// is one of `inputs`.
+fn write_audio(
+    output: &Path,
+    format: Format,
+    samples: &[f32],
+    sample_rate: u32,
+    inputs: &[&Path],
+) -> Result<()> {
+    let bytes = match format {
+        Format::Wav => audio::wav::encode_wav(samples, sample_rate)?,
+        Format::Pcm => audio::wav::pcm16_le(samples),
+    };
     if output.as_os_str() == "-" {
-        let bytes = audio::wav::encode_wav(samples, sample_rate)?;
         let mut out = std::io::stdout().lock();
-        out.write_all(&bytes).context("writing the WAV to stdout")?;
-        out.flush().context("writing the WAV to stdout")?;
+        out.write_all(&bytes)
+            .context("writing the audio to stdout")?;
+        out.flush().context("writing the audio to stdout")?;
     } else {
-        audio::wav::write_wav_file(output, samples, sample_rate, inputs)?;
+        chatterbox_ort::output::write_output(output, &bytes, inputs)?;
     }
     Ok(())
 }
@@ -468,17 +844,19 @@ fn destination(output: &Path) -> String {
     }
 }
 
-/// Prints the `--stats` report (timings, request, host statistics) as one JSON line: to
-/// stdout, or to stderr when the audio goes to stdout (`output` is `-`).
+/// Prints the `--stats` report (timings, request, host statistics, and the members of
+/// `extra` when it is an object) as one JSON line: to stdout, or to stderr when the audio
+/// goes to stdout (`output` is `-`).
 fn print_stats(
     engine: &Engine,
     request: &impl serde::Serialize,
     stages: &chatterbox_ort::StageTimings,
     wall_s: f64,
     output: &Path,
+    extra: serde_json::Value,
 ) -> Result<()> {
     let host: serde_json::Value = serde_json::from_str(&engine.stats_json()?)?;
-    let report = serde_json::json!({
+    let mut report = serde_json::json!({
         "audio_seconds": stages.audio_s,
         "wall_seconds": wall_s,
         "rtf": stages.rtf,
@@ -486,6 +864,9 @@ fn print_stats(
         "stages": stages,
         "host": host,
     });
+    if let (Some(report), serde_json::Value::Object(extra)) = (report.as_object_mut(), extra) {
+        report.extend(extra);
+    }
     let line = serde_json::to_string(&report)?;
     if output.as_os_str() == "-" {
         eprintln!("{line}");
@@ -565,7 +946,7 @@ fn convert(args: ConvertArgs) -> Result<()> {
     let stages = stages?;
     drop(source);
 
-    write_audio(&args.output, &samples, rate, &inputs)?;
+    write_audio(&args.output, Format::Wav, &samples, rate, &inputs)?;
     let wall_s = wall.elapsed().as_secs_f64();
     eprintln!(
         "{:.2} s of audio converted in {:.2} s ({} piece{}, RTF {:.3}){}",
@@ -577,7 +958,14 @@ fn convert(args: ConvertArgs) -> Result<()> {
         destination(&args.output)
     );
     if args.stats {
-        print_stats(&engine, &req, &stages, wall_s, &args.output)?;
+        print_stats(
+            &engine,
+            &req,
+            &stages,
+            wall_s,
+            &args.output,
+            serde_json::Value::Null,
+        )?;
     }
     Ok(())
 }
