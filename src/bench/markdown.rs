@@ -127,6 +127,8 @@ pub fn render(report: &Report) -> String {
         }
     }
 
+    render_streaming(&mut md, report);
+
     let _ = writeln!(
         md,
         "\n## Ratios to `resident` of the same framework (median / resident median)\n"
@@ -248,6 +250,71 @@ pub fn render(report: &Report) -> String {
     md
 }
 
+/// A spread, or `-` when it was not measured (all zeros).
+fn num_or_dash(s: &Spread, decimals: usize) -> String {
+    if s.max == 0.0 {
+        "-".into()
+    } else {
+        num(s, decimals)
+    }
+}
+
+/// The time-to-first-audio and streaming table (synthesis modes that measured either).
+fn render_streaming(md: &mut String, report: &Report) {
+    let rows: Vec<&ModeSummary> = report
+        .summary
+        .iter()
+        .filter(|s| {
+            s.kind == Some(ResultKind::Synthesis)
+                && s.runs > 0
+                && (s.first_audio_s.max > 0.0 || s.stream.is_some())
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Time to first audio and streaming: median (min-max)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| mode | framework | first audio s | first audio s, streamed | RTF | RTF, streamed | audio chunks, streamed | max chunk latency s, streamed | peak RSS MiB | peak RSS MiB, streamed |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for s in rows {
+        let dash = || "-".to_string();
+        let st = s.stream.as_ref();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.mode,
+            s.framework,
+            num_or_dash(&s.first_audio_s, 2),
+            st.map_or_else(dash, |t| num(&t.first_audio_s, 2)),
+            num(&s.rtf, 3),
+            st.map_or_else(dash, |t| num(&t.rtf, 3)),
+            st.map_or_else(dash, |t| num(&t.audio_chunks, 0)),
+            st.map_or_else(dash, |t| num(&t.max_chunk_latency_s, 2)),
+            mib(&s.peak_rss_bytes),
+            st.map_or_else(dash, |t| mib(&t.peak_rss_bytes)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nFirst audio: seconds from the call's start to its first audio (without streaming the \
+         whole synthesis of the one-chunk text). Streamed: `Engine::synthesize_stream` with the \
+         same request{}, run right after each non-streamed run; its RTF is its wall time over \
+         the audio seconds; chunk latency is the gap between two deliveries (the first counted \
+         from the start).",
+        report
+            .config
+            .get("stream")
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default()
+    );
+}
+
 /// A compact table for the README: per mode peak RSS and RTF with their ratios
 /// to `resident`, sessions created per synthesis, and the acceptance lines.
 /// `full_report` is the link to the full Markdown report.
@@ -327,6 +394,9 @@ mod tests {
             load_rss_bytes: 300 << 20,
             warmup: None,
             runs: vec![run.clone(), run.clone()],
+            stream_warmup: None,
+            stream_runs: vec![],
+            load_average: vec![],
             process_peak_rss_bytes: 0,
             swap_cost: if kind == ResultKind::SwapCost {
                 vec![SwapCost {
@@ -342,15 +412,43 @@ mod tests {
             versions: [("onnxruntime".to_string(), "1.32.0".to_string())].into(),
             engine_stats: None,
         };
-        let results = vec![
+        let mut results = vec![
             mk("resident", ResultKind::Synthesis),
             mk("swap", ResultKind::Synthesis),
             mk("swap-cost", ResultKind::SwapCost),
+        ];
+        for r in &mut results[..2] {
+            for m in &mut r.runs {
+                m.first_audio_s = 6.0;
+            }
+        }
+        results[0].stream_runs = vec![
+            RunMetrics {
+                first_audio_s: 0.5,
+                rtf: 1.8,
+                audio_chunks: 4,
+                max_chunk_latency_s: 2.25,
+                peak_rss_bytes: 600 << 20,
+                ..Default::default()
+            },
+            RunMetrics {
+                first_audio_s: 0.7,
+                rtf: 2.0,
+                audio_chunks: 4,
+                max_chunk_latency_s: 2.75,
+                peak_rss_bytes: 600 << 20,
+                ..Default::default()
+            },
         ];
         let summary = summary::summarize_all(&results);
         let acceptance = summary::acceptance(&summary);
         let report = Report {
             schema: SCHEMA.into(),
+            config: [(
+                "stream".to_string(),
+                "first chunk 20 tokens, then every 40 tokens, overlap false".to_string(),
+            )]
+            .into(),
             machine: Machine {
                 cpu: "Test CPU".into(),
                 cores: 2,
@@ -369,6 +467,18 @@ mod tests {
         assert!(md.contains("swap peak RSS / resident peak RSS: 1.000"));
         assert!(md.contains("| t3_decoder | 1024 |"));
         assert!(md.contains("a note"));
+        assert!(md.contains("## Time to first audio and streaming"), "{md}");
+        assert!(
+            md.contains(
+                "| resident | onnxruntime | 6.00 | 0.60 (0.50-0.70) | 1.500 | 1.900 (1.800-2.000) | 4 | 2.50 (2.25-2.75) | 512 | 600 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| swap | onnxruntime | 6.00 | - | 1.500 | - | - | - | 512 | - |"),
+            "{md}"
+        );
+        assert!(md.contains("(first chunk 20 tokens, then every 40 tokens, overlap false)"));
         let snippet = render_snippet(&report, "benches/results/x.md");
         assert!(
             snippet.contains("| swap | 512 | 1.00 | 1.50 | 1.00 | 0 |"),

@@ -10,6 +10,13 @@
 //! `benches/baseline_torch.py` in the same schema) and writes JSON, Markdown
 //! and a PNG plot.
 //!
+//! With `--stream` every synthesis mode also measures streamed synthesis
+//! (`Engine::synthesize_stream`, the same request): a streamed warm-up after the
+//! non-streamed one, then each measured run followed by a streamed run. Both report the
+//! time to first audio (non-streamed: the whole synthesis of the one-chunk text); the
+//! streamed runs also the streaming RTF, the audio chunks, the longest gap between chunks
+//! and their own peak RSS.
+//!
 //! Special modes besides the residency presets:
 //! - `largest-stage`: loads and runs only the stage with the most weight bytes
 //!   (T3 for the real model), all of it resident: the reference footprint that
@@ -34,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use schema::{ModeResult, Report, ResultKind, SCHEMA};
+use schema::{LoadAverage, ModeResult, Report, ResultKind, SCHEMA};
 
 pub use worker::run_worker;
 
@@ -74,6 +81,20 @@ pub struct RunArgs {
     /// Flow-matching steps of the warm-up synthesis (default: the bundle's).
     #[arg(long)]
     pub warmup_flow_steps: Option<usize>,
+    /// Also measure streamed synthesis in every synthesis mode: a streamed run after each
+    /// non-streamed one (time to first audio, streaming RTF, chunks, chunk latency, peak
+    /// RSS).
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: speech tokens before the first S3Gen pass (default: the library's).
+    #[arg(long, value_name = "N")]
+    pub first_chunk_tokens: Option<usize>,
+    /// With --stream: speech tokens between later S3Gen passes (default: the library's).
+    #[arg(long, value_name = "N")]
+    pub chunk_tokens: Option<usize>,
+    /// With --stream: T3 decodes on its own thread while S3Gen runs.
+    #[arg(long)]
+    pub overlap: bool,
 }
 
 impl RunArgs {
@@ -95,12 +116,35 @@ impl RunArgs {
             ("--threads", self.threads),
             ("--warmup-tokens", self.warmup_tokens),
             ("--warmup-flow-steps", self.warmup_flow_steps),
+            ("--first-chunk-tokens", self.first_chunk_tokens),
+            ("--chunk-tokens", self.chunk_tokens),
         ] {
             if let Some(v) = value {
                 a.extend([flag.to_string(), v.to_string()]);
             }
         }
+        for (flag, on) in [("--stream", self.stream), ("--overlap", self.overlap)] {
+            if on {
+                a.push(flag.to_string());
+            }
+        }
         a
+    }
+
+    /// The streaming options of `--stream` (`None` without it); not validated.
+    pub fn stream_options(&self) -> Option<crate::stream::StreamOptions> {
+        if !self.stream {
+            return None;
+        }
+        let mut opts = crate::stream::StreamOptions::default();
+        if let Some(v) = self.first_chunk_tokens {
+            opts.first_chunk_tokens = v;
+        }
+        if let Some(v) = self.chunk_tokens {
+            opts.chunk_tokens = v;
+        }
+        opts.overlap = self.overlap;
+        Some(opts)
     }
 }
 
@@ -280,6 +324,20 @@ impl RunArgs {
             bail!("invalid text: --text is empty or whitespace only");
         }
         crate::limits::check_text_len(self.text.len())?;
+        match self.stream_options() {
+            Some(opts) => opts.validate()?,
+            None => {
+                for (given, flag) in [
+                    (self.first_chunk_tokens.is_some(), "--first-chunk-tokens"),
+                    (self.chunk_tokens.is_some(), "--chunk-tokens"),
+                    (self.overlap, "--overlap"),
+                ] {
+                    if given {
+                        bail!("{flag} applies only with --stream");
+                    }
+                }
+            }
+        }
         let bundle = crate::bundle::Bundle::open(bundle)?;
         let mut req = crate::engine::Request::from_generation(bundle.generation());
         for (tokens, steps) in [
@@ -355,6 +413,15 @@ fn run_modes(args: &BenchArgs) -> Result<(Report, Vec<String>)> {
         .collect(),
         ..Default::default()
     };
+    if let Some(o) = args.run.stream_options() {
+        report.config.insert(
+            "stream".into(),
+            format!(
+                "first chunk {} tokens, then every {} tokens, overlap {}",
+                o.first_chunk_tokens, o.chunk_tokens, o.overlap
+            ),
+        );
+    }
     let mut failed = Vec::new();
     let mut order: Vec<&String> = Vec::new();
     for round in 0..args.rounds {
@@ -379,18 +446,53 @@ fn run_modes(args: &BenchArgs) -> Result<(Report, Vec<String>)> {
             .args(["--mode", mode])
             .args(args.run.to_cli_args());
         let t0 = Instant::now();
-        let load_before = machine::load_average();
+        let load_before = machine::load_averages();
+        let busy_before = machine::machine_busy_seconds();
+        let own_before = machine::own_and_children_cpu_seconds();
         let result = run_one(cmd, mode, Duration::from_secs(args.mode_timeout_s));
-        let load_note = match (load_before, machine::load_average()) {
-            (Some(a), Some(b)) => format!(
-                "machine load (1-min average) {a:.1} before, {b:.1} after this mode ({} cores)",
-                report.machine.cores
+        let wall = t0.elapsed().as_secs_f64();
+        let foreign_cpu_share = busy_before
+            .zip(machine::machine_busy_seconds())
+            .map(|(b0, b1)| {
+                let own = machine::own_and_children_cpu_seconds() - own_before;
+                ((b1 - b0 - own) / (wall * report.machine.cores.max(1) as f64)).max(0.0)
+            });
+        let load = match (load_before, machine::load_averages()) {
+            (Some(before), Some(after)) => Some(LoadAverage {
+                before,
+                after,
+                foreign_cpu_share,
+            }),
+            _ => None,
+        };
+        let load_note = match load {
+            Some(l) => format!(
+                "load average (1, 5, 15 min) {} before, {} after this mode ({} cores); \
+                 other processes used {} of the CPU meanwhile{}",
+                machine::format_load(&l.before),
+                machine::format_load(&l.after),
+                report.machine.cores,
+                l.foreign_cpu_share
+                    .map_or("an unknown share".to_string(), |f| format!(
+                        "{:.0} %",
+                        f * 100.0
+                    )),
+                if is_loaded(&l) {
+                    format!(
+                        "; LOADED (other processes above {:.0} % of the CPU): not a headline \
+                         figure",
+                        LOADED_FOREIGN_SHARE * 100.0
+                    )
+                } else {
+                    String::new()
+                }
             ),
-            _ => "machine load unknown".to_string(),
+            None => "machine load unknown".to_string(),
         };
         match result {
             Ok(mut r) => {
                 r.notes.push(load_note);
+                r.load_average.extend(load);
                 if report.machine.gpu.is_none() {
                     report.machine.gpu = r.versions.get("gpu").cloned();
                 }
@@ -403,14 +505,25 @@ fn run_modes(args: &BenchArgs) -> Result<(Report, Vec<String>)> {
             Err(e) => {
                 eprintln!("== bench: mode `{mode}` FAILED: {e:#}");
                 failed.push(mode.clone());
-                pool(
-                    &mut report.results,
-                    failed_result(mode, &args.run.provider, args.run.tokens, &format!("{e:#}")),
-                );
+                let mut r =
+                    failed_result(mode, &args.run.provider, args.run.tokens, &format!("{e:#}"));
+                r.notes.push(load_note);
+                r.load_average.extend(load);
+                pool(&mut report.results, r);
             }
         }
     }
     Ok((report, failed))
+}
+
+/// Share of the machine's CPU used by other processes during a mode above which its figures
+/// are marked as taken on a loaded machine.
+pub const LOADED_FOREIGN_SHARE: f64 = 0.10;
+
+/// Whether other processes used the machine during a mode.
+pub fn is_loaded(l: &LoadAverage) -> bool {
+    l.foreign_cpu_share
+        .is_some_and(|f| f > LOADED_FOREIGN_SHARE)
 }
 
 /// Adds `r` to `results`, or pools it into an earlier result of the same mode
@@ -423,6 +536,9 @@ fn pool(results: &mut Vec<ModeResult>, r: ModeResult) {
     {
         Some(x) => {
             x.runs.extend(r.runs);
+            x.stream_runs.extend(r.stream_runs);
+            x.load_average.extend(r.load_average);
+            x.stream_warmup = x.stream_warmup.take().or(r.stream_warmup);
             x.notes.extend(r.notes);
             x.swap_cost.extend(r.swap_cost);
             x.process_peak_rss_bytes = x.process_peak_rss_bytes.max(r.process_peak_rss_bytes);
@@ -445,6 +561,9 @@ fn failed_result(mode: &str, provider: &str, tokens: usize, why: &str) -> ModeRe
         load_rss_bytes: 0,
         warmup: None,
         runs: Vec::new(),
+        stream_warmup: None,
+        stream_runs: Vec::new(),
+        load_average: Vec::new(),
         process_peak_rss_bytes: 0,
         swap_cost: Vec::new(),
         notes: vec![format!("worker failed: {why}")],

@@ -63,6 +63,34 @@ pub struct RunMetrics {
     /// Seconds per pipeline stage where the engine or script reports it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_seconds: BTreeMap<String, f64>,
+    /// Seconds from the call's start to its first audio (the engine's
+    /// `StageTimings::first_audio_s`): for a non-streamed synthesis of a one-chunk text the
+    /// whole synthesis, for a streamed one the first delivery. 0 where not measured.
+    pub first_audio_s: f64,
+    /// Audio deliveries of the call (one per text chunk without streaming).
+    pub audio_chunks: usize,
+    /// The longest gap between two deliveries (the first counted from the call's start),
+    /// seconds.
+    pub max_chunk_latency_s: f64,
+    /// Every gap between deliveries, seconds (`StageTimings::chunk_latency_s`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_latency_s: Vec<f64>,
+    /// S3Gen passes run (one per text chunk without streaming).
+    pub s3gen_passes: usize,
+}
+
+/// The load average (1, 5 and 15 minutes, as `uptime` shows it) around one worker process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadAverage {
+    /// Before the worker started.
+    pub before: [f64; 3],
+    /// After it ended.
+    pub after: [f64; 3],
+    /// CPU time used by other processes while the worker ran, as a share of the machine's
+    /// capacity (all cores x wall time): `/proc/stat` busy time less the worker's own CPU
+    /// time. Unlike the load average it is not raised by the worker itself.
+    #[serde(default)]
+    pub foreign_cpu_share: Option<f64>,
 }
 
 /// Session-creation cost of one component, split into its parts.
@@ -132,6 +160,17 @@ pub struct ModeResult {
     /// The measured calls.
     #[serde(default)]
     pub runs: Vec<RunMetrics>,
+    /// The streamed warm-up (`bench --stream`; after the non-streamed warm-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_warmup: Option<RunMetrics>,
+    /// The streamed measured calls (`bench --stream`): `Engine::synthesize_stream` with
+    /// the same request, each right after the non-streamed call of the same index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_runs: Vec<RunMetrics>,
+    /// The machine's load average around each worker process of this mode (one entry per
+    /// round), where `/proc/loadavg` exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_average: Vec<LoadAverage>,
     /// Peak RSS of the whole process (VmHWM at exit, load and warm-up included), bytes.
     pub process_peak_rss_bytes: u64,
     /// Per-component swap costs (kind `swap_cost` only).
@@ -212,6 +251,34 @@ pub struct ModeSummary {
     /// Peak device memory, bytes, where measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_peak_bytes: Option<Spread>,
+    /// Time to first audio of the measured (non-streamed) runs, seconds: the whole
+    /// synthesis for a one-chunk text. Zeros where not measured (older reports, PyTorch).
+    #[serde(default)]
+    pub first_audio_s: Spread,
+    /// The streamed runs (`bench --stream`), where measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSummary>,
+}
+
+/// The streamed runs of one mode, summarised; ratios are to the streamed runs of
+/// `resident`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamSummary {
+    /// Streamed runs summarised.
+    pub runs: usize,
+    /// Time to first audio, seconds.
+    pub first_audio_s: Spread,
+    /// Streaming real-time factor: wall time of the streamed call / audio seconds.
+    pub rtf: Spread,
+    /// Wall time of the streamed call, seconds.
+    pub gen_s: Spread,
+    /// Audio deliveries per call.
+    pub audio_chunks: Spread,
+    /// The longest gap between two deliveries per call, seconds.
+    pub max_chunk_latency_s: Spread,
+    /// Peak RSS per streamed call, bytes.
+    pub peak_rss_bytes: Spread,
 }
 
 /// The acceptance figures of the residency work, computed from a report.

@@ -1,6 +1,8 @@
 //! Medians, spreads, ratios to `resident`, and the acceptance figures.
 
-use super::schema::{Acceptance, ModeResult, ModeSummary, ResultKind, RunMetrics, Spread};
+use super::schema::{
+    Acceptance, ModeResult, ModeSummary, ResultKind, RunMetrics, Spread, StreamSummary,
+};
 
 /// Acceptance target: swap peak RSS at most this fraction of resident peak RSS.
 pub const SWAP_PEAK_VS_RESIDENT_MAX: f64 = 0.72;
@@ -56,7 +58,22 @@ pub fn summarize(r: &ModeResult) -> ModeSummary {
         transfers: spread_of(runs, |m| m.transfers as f64),
         components_offloaded: spread_of(runs, |m| m.components_offloaded as f64),
         device_peak_bytes: (!device.is_empty()).then(|| spread(&device)),
+        first_audio_s: spread_of(runs, |m| m.first_audio_s),
+        stream: summarize_stream(&r.stream_runs),
     }
+}
+
+/// The streamed runs summarised; `None` without any.
+pub fn summarize_stream(runs: &[RunMetrics]) -> Option<StreamSummary> {
+    (!runs.is_empty()).then(|| StreamSummary {
+        runs: runs.len(),
+        first_audio_s: spread_of(runs, |m| m.first_audio_s),
+        rtf: spread_of(runs, |m| m.rtf),
+        gen_s: spread_of(runs, |m| m.gen_s),
+        audio_chunks: spread_of(runs, |m| m.audio_chunks as f64),
+        max_chunk_latency_s: spread_of(runs, |m| m.max_chunk_latency_s),
+        peak_rss_bytes: spread_of(runs, |m| m.peak_rss_bytes as f64),
+    })
 }
 
 fn set_ratio(s: &mut Spread, base: &Spread) {
@@ -91,6 +108,15 @@ pub fn summarize_all(results: &[ModeResult]) -> Vec<ModeSummary> {
         set_ratio(&mut s.components_offloaded, &b.components_offloaded);
         if let (Some(d), Some(bd)) = (s.device_peak_bytes.as_mut(), b.device_peak_bytes.as_ref()) {
             set_ratio(d, bd);
+        }
+        set_ratio(&mut s.first_audio_s, &b.first_audio_s);
+        if let (Some(st), Some(bs)) = (s.stream.as_mut(), b.stream.as_ref()) {
+            set_ratio(&mut st.first_audio_s, &bs.first_audio_s);
+            set_ratio(&mut st.rtf, &bs.rtf);
+            set_ratio(&mut st.gen_s, &bs.gen_s);
+            set_ratio(&mut st.audio_chunks, &bs.audio_chunks);
+            set_ratio(&mut st.max_chunk_latency_s, &bs.max_chunk_latency_s);
+            set_ratio(&mut st.peak_rss_bytes, &bs.peak_rss_bytes);
         }
     }
     out
@@ -193,6 +219,9 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+            stream_warmup: None,
+            stream_runs: vec![],
+            load_average: vec![],
             process_peak_rss_bytes: 0,
             swap_cost: vec![],
             notes: vec![],
@@ -249,5 +278,54 @@ mod tests {
         assert!((acc.best_swap_rtf_vs_resident.unwrap() - 1.1).abs() < 1e-12);
         assert!(acc.verdicts[0].ends_with("MET"));
         assert!(acc.verdicts[0].contains("0.700"));
+        assert!(s.iter().all(|x| x.stream.is_none()));
+    }
+
+    #[test]
+    fn streamed_runs_are_summarised_with_ratios() {
+        let streamed = |first: f64, rtf: f64, chunks: usize, gap: f64, peak: u64| RunMetrics {
+            first_audio_s: first,
+            rtf,
+            audio_chunks: chunks,
+            max_chunk_latency_s: gap,
+            peak_rss_bytes: peak,
+            ..Default::default()
+        };
+        let mut resident = result(
+            "resident",
+            ResultKind::Synthesis,
+            &[1000, 1000, 1000],
+            &[1.0, 1.0, 1.0],
+        );
+        for (m, first) in resident.runs.iter_mut().zip([4.0, 5.0, 6.0]) {
+            m.first_audio_s = first;
+        }
+        resident.stream_runs = vec![
+            streamed(0.5, 1.2, 3, 1.0, 1100),
+            streamed(0.7, 1.4, 3, 1.5, 1200),
+            streamed(0.6, 1.3, 3, 2.0, 1300),
+        ];
+        let mut swap = result("swap", ResultKind::Synthesis, &[700], &[1.2]);
+        swap.stream_runs = vec![streamed(1.2, 2.6, 3, 3.0, 800)];
+        let s = summarize_all(&[resident, swap]);
+        assert_eq!(
+            (
+                s[0].first_audio_s.median,
+                s[0].first_audio_s.min,
+                s[0].first_audio_s.max
+            ),
+            (5.0, 4.0, 6.0)
+        );
+        let st = s[0].stream.as_ref().unwrap();
+        assert_eq!(st.runs, 3);
+        assert_eq!(st.first_audio_s.median, 0.6);
+        assert_eq!((st.rtf.median, st.rtf.min, st.rtf.max), (1.3, 1.2, 1.4));
+        assert_eq!(st.audio_chunks.median, 3.0);
+        assert_eq!(st.max_chunk_latency_s.max, 2.0);
+        assert_eq!(st.peak_rss_bytes.median, 1200.0);
+        let sw = s[1].stream.as_ref().unwrap();
+        assert_eq!(sw.first_audio_s.ratio, Some(2.0));
+        assert_eq!(sw.rtf.ratio, Some(2.0));
+        assert_eq!(sw.max_chunk_latency_s.ratio, Some(2.0));
     }
 }

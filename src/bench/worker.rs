@@ -16,6 +16,7 @@ use crate::runtime::{
     self, CudaOptions, Provider, RuntimeOptions, Session, SessionOptions, Target,
 };
 use crate::stats as mem;
+use crate::stream::StreamOptions;
 use crate::t3::T3Dims;
 
 /// What a mode name asks for.
@@ -101,6 +102,9 @@ fn empty_result(args: &WorkerArgs, kind: ResultKind) -> ModeResult {
         load_rss_bytes: 0,
         warmup: None,
         runs: Vec::new(),
+        stream_warmup: None,
+        stream_runs: Vec::new(),
+        load_average: Vec::new(),
         process_peak_rss_bytes: 0,
         swap_cost: Vec::new(),
         notes: Vec::new(),
@@ -177,6 +181,10 @@ fn measure(host: &Host, tokens: usize, f: impl FnOnce() -> Result<f64>) -> Resul
 }
 
 fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
+    let stream = args.run.stream_options();
+    if let Some(o) = &stream {
+        o.validate()?;
+    }
     init_runtime()?;
     let mut result = empty_result(args, ResultKind::Synthesis);
     let mut opts = EngineOptions::new(&args.bundle);
@@ -205,11 +213,22 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
         flow_steps: args.run.warmup_flow_steps.unwrap_or(req.flow_steps),
         ..req
     };
-    let run = |req: &Request| -> Result<RunMetrics> {
+    // One synthesis, non-streamed (`None`) or streamed with the given options.
+    let run = |req: &Request, stream: Option<&StreamOptions>| -> Result<RunMetrics> {
         let tokens = req.max_new_tokens;
         let mut stages = None;
         let mut m = measure(engine.host(), tokens, || {
-            let audio = engine.synthesize(&args.run.text, voice, req)?;
+            let audio = match stream {
+                None => engine.synthesize(&args.run.text, voice, req)?,
+                Some(o) => engine.synthesize_stream(
+                    &args.run.text,
+                    voice,
+                    req,
+                    o,
+                    &mut |_| true,
+                    &mut |_| true,
+                )?,
+            };
             let secs = audio.seconds();
             stages = Some(audio.stages);
             Ok(secs)
@@ -233,16 +252,39 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+            m.first_audio_s = s.first_audio_s;
+            m.audio_chunks = s.audio_chunks;
+            m.max_chunk_latency_s = s.chunk_latency_s.iter().copied().fold(0.0, f64::max);
+            m.chunk_latency_s = s.chunk_latency_s;
+            m.s3gen_passes = s.s3gen_passes;
         }
         Ok(m)
     };
-    let warm = run(&warm_req)?;
+    let warm = run(&warm_req, None)?;
     process_peak = process_peak.max(warm.peak_rss_bytes);
     result.warmup = Some(warm);
+    if let Some(o) = &stream {
+        let warm = run(&warm_req, Some(o))?;
+        process_peak = process_peak.max(warm.peak_rss_bytes);
+        result.stream_warmup = Some(warm);
+    }
+    // Streamed and non-streamed runs alternate, so drift hits both alike.
     for _ in 0..args.run.runs {
-        let m = run(&req)?;
+        let m = run(&req, None)?;
         process_peak = process_peak.max(m.peak_rss_bytes);
         result.runs.push(m);
+        if let Some(o) = &stream {
+            let m = run(&req, Some(o))?;
+            process_peak = process_peak.max(m.peak_rss_bytes);
+            result.stream_runs.push(m);
+        }
+    }
+    if let Some(o) = &stream {
+        result.notes.push(format!(
+            "streamed runs: Engine::synthesize_stream, first S3Gen pass after {} tokens, then \
+             every {} tokens, overlap {}; each right after the non-streamed run",
+            o.first_chunk_tokens, o.chunk_tokens, o.overlap
+        ));
     }
     result.process_peak_rss_bytes = process_peak;
     result.engine_stats = serde_json::to_value(engine.host().stats()).ok();
@@ -531,6 +573,10 @@ mod tests {
                 swap_cost_repeats: 1,
                 warmup_tokens: Some(3),
                 warmup_flow_steps: Some(1),
+                stream: false,
+                first_chunk_tokens: None,
+                chunk_tokens: None,
+                overlap: false,
             },
         }
     }
@@ -547,6 +593,42 @@ mod tests {
         assert!(run.sessions_created > 0 && run.sessions_created == run.sessions_destroyed);
         assert!(run.peak_rss_bytes > 0 && run.rtf > 0.0);
         assert!(r.load_rss_bytes > 0);
+        // Non-streamed: one delivery, first audio with it; no streamed runs.
+        assert_eq!((run.audio_chunks, run.s3gen_passes), (1, 1));
+        assert!(run.first_audio_s > 0.0 && run.first_audio_s <= run.gen_s);
+        assert_eq!(run.max_chunk_latency_s, run.chunk_latency_s[0]);
+        assert!(r.stream_runs.is_empty() && r.stream_warmup.is_none());
+    }
+
+    #[test]
+    fn streamed_runs_on_the_tiny_bundle() {
+        let mut args = tiny_args("resident");
+        args.run.runs = 2;
+        args.run.tokens = 30;
+        args.run.stream = true;
+        args.run.first_chunk_tokens = Some(12);
+        args.run.chunk_tokens = Some(8);
+        let r = synthesis(&args).unwrap();
+        assert_eq!((r.runs.len(), r.stream_runs.len()), (2, 2));
+        assert_eq!(r.stream_warmup.as_ref().unwrap().tokens, 3);
+        for (plain, streamed) in r.runs.iter().zip(&r.stream_runs) {
+            // The same audio length either way.
+            assert_eq!(plain.audio_s, streamed.audio_s);
+            assert_eq!(streamed.tokens, 30);
+            // Passes at 12, 20, 28 tokens and the last one.
+            assert_eq!(streamed.s3gen_passes, 4);
+            assert_eq!(streamed.audio_chunks, 4);
+            assert_eq!(streamed.chunk_latency_s.len(), 4);
+            assert!(streamed.first_audio_s > 0.0 && streamed.first_audio_s < streamed.gen_s);
+            let max = streamed.chunk_latency_s.iter().copied().fold(0.0, f64::max);
+            assert_eq!(streamed.max_chunk_latency_s, max);
+            assert!(streamed.peak_rss_bytes > 0 && streamed.rtf > 0.0);
+        }
+        assert!(r.notes.iter().any(|n| n.contains("after 12 tokens")));
+        // Bad streaming options are refused before anything runs.
+        args.run.chunk_tokens = Some(0);
+        let e = synthesis(&args).unwrap_err();
+        assert!(format!("{e:#}").contains("chunk_tokens"), "{e:#}");
     }
 
     #[test]
