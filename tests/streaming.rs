@@ -410,3 +410,36 @@ fn turbo_streams_like_its_synthesis() {
     let (_, again) = stream(e, TEXT, &req, &options(10, 15, true));
     assert_eq!(again, got);
 }
+
+#[test]
+fn every_delivery_carries_the_watermark() {
+    let e = engine();
+    let marked_req = request(e, 11, 70);
+    let plain_req = Request {
+        watermark: false,
+        ..marked_req
+    };
+    let opts = options(12, 20, false);
+    let (_, marked) = stream(e, TEXT, &marked_req, &opts);
+    let (_, plain) = stream(e, TEXT, &plain_req, &opts);
+    assert_eq!(marked.len(), plain.len());
+    for (m, p) in marked.iter().zip(&plain) {
+        assert_eq!((m.offset, m.samples.len()), (p.offset, p.samples.len()));
+        // Perth's residual: present in every delivery (not only the last), and small.
+        let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+        let residual: Vec<f32> = m
+            .samples
+            .iter()
+            .zip(&p.samples)
+            .map(|(a, b)| a - b)
+            .collect();
+        let (r, s) = (rms(&residual), rms(&p.samples));
+        println!("delivery {}: residual rms {r:e}, signal rms {s:e}", m.index);
+        assert!(r > 1e-4 * s, "delivery {} is not watermarked", m.index);
+        assert!(
+            r < 0.5 * s,
+            "delivery {}: residual {r} vs signal {s}",
+            m.index
+        );
+    }
+}
