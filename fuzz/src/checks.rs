@@ -700,20 +700,40 @@ unsafe fn use_voice(b: &mut Bytes<'_>, engine: *const CbxEngine, voice: *mut Cbx
     cbx_voice_free(voice);
 }
 
-/// A scratch file of this process, for the calls that read a path.
-fn scratch(ext: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("chatterbox-ort-fuzz-{}.{ext}", std::process::id()))
+/// A scratch file of this process holding fuzzed bytes, for the calls that read a path;
+/// removed when dropped, so fuzzing leaves nothing in the temp folder.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn write(ext: &str, contents: &[u8]) -> Scratch {
+        let p =
+            std::env::temp_dir().join(format!("chatterbox-ort-fuzz-{}.{ext}", std::process::id()));
+        std::fs::write(&p, contents).expect("writing the scratch file");
+        Scratch(p)
+    }
+
+    fn c_path(&self) -> CString {
+        CString::new(self.0.to_str().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `cbx_voice_load`: fuzzed bytes written to a scratch file, a missing path, or NULL.
 unsafe fn voice_load(b: &mut Bytes<'_>, engine: *const CbxEngine) {
     let select = b.u8();
     let contents = b.bytes();
+    let mut _file = None;
     let path = match select % 3 {
         0 => {
-            let p = scratch("safetensors");
-            std::fs::write(&p, contents).expect("writing the scratch file");
-            Some(CString::new(p.to_str().unwrap()).unwrap())
+            let f = Scratch::write("safetensors", contents);
+            let c = f.c_path();
+            _file = Some(f);
+            Some(c)
         }
         1 => Some(c_path(contents)),
         _ => None,
@@ -745,11 +765,13 @@ unsafe fn wav_file(b: &mut Bytes<'_>, engine: *const CbxEngine) {
     let select = b.u8();
     let len = usize::from(b.u16()) % 4096;
     let contents = b.take(len);
+    let mut _file = None;
     let path = match select % 3 {
         0 => {
-            let p = scratch("wav");
-            std::fs::write(&p, contents).expect("writing the scratch file");
-            Some(CString::new(p.to_str().unwrap()).unwrap())
+            let f = Scratch::write("wav", contents);
+            let c = f.c_path();
+            _file = Some(f);
+            Some(c)
         }
         1 => Some(c_path(contents)),
         _ => None,
