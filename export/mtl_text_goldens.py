@@ -148,6 +148,41 @@ PUNC_NORM_CASES = [
 ]
 
 
+# 256-code-point blocks of the scripts of the 23 languages, checked for Python's string
+# semantics (str.lower, NFKD, category 'Lo', punc_norm's islower/upper of the first char).
+UNICODE_BLOCKS = (
+    list(range(0x0000, 0x0700, 0x100))  # Latin, IPA, Greek, Cyrillic, Armenian, Hebrew, Arabic
+    + [0x0900, 0x1100, 0x1E00, 0x1F00, 0x2000, 0x2100]
+    + list(range(0x3000, 0x3200, 0x100))
+    + list(range(0x4E00, 0xA000, 0x100))
+    + list(range(0xAC00, 0xD800, 0x100))
+    + list(range(0xF900, 0x10000, 0x100))
+)
+
+
+def unicode_digests() -> dict:
+    import hashlib
+
+    functions = {
+        "lower": lambda c: c.lower(),
+        "nfkd": lambda c: unicodedata.normalize("NFKD", c),
+        "other_letter": lambda c: "1" if unicodedata.category(c) == "Lo" else "0",
+        "upper_if_lower": lambda c: c.upper() if c.islower() else "",
+    }
+    out = {}
+    for name, f in functions.items():
+        digests = {}
+        for start in UNICODE_BLOCKS:
+            h = hashlib.sha256()
+            for cp in range(start, start + 0x100):
+                if 0xD800 <= cp <= 0xDFFF:
+                    continue
+                h.update(f(chr(cp)).encode("utf-8") + b"\0")
+            digests[f"{start:04X}"] = h.hexdigest()[:16]
+        out[name] = digests
+    return out
+
+
 def header() -> dict:
     return {
         "generated_by": "export/mtl_text_goldens.py",
@@ -191,6 +226,7 @@ def main() -> None:
         "cases": cases,
         "raw_cases": raw,
         "punc_norm_cases": [[t, punc_norm(t)] for t in PUNC_NORM_CASES],
+        "unicode_digests": unicode_digests(),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     write(OUT / "goldens.json", data)

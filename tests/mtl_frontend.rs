@@ -319,3 +319,68 @@ fn tokenizer_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<MtlTokenizer>();
 }
+
+/// Code points whose Python 3.11 value (Unicode 14.0) differs from Rust's (the newer
+/// Unicode of Rust's std and unicode-normalization): characters assigned, or given a case
+/// mapping, after Unicode 14. They are the only differences in the checked blocks.
+const UNICODE_VERSION_DIFFERENCES: [(&str, char, &str); 9] = [
+    ("nfkd", '\u{558}', "\u{558}"),
+    ("nfkd", '\u{58b}', "\u{58b}"),
+    ("nfkd", '\u{58c}', "\u{58c}"),
+    ("nfkd", '\u{209d}', "\u{209d}"),
+    ("nfkd", '\u{209e}', "\u{209e}"),
+    ("nfkd", '\u{209f}', "\u{209f}"),
+    ("upper_if_lower", '\u{19b}', "\u{19b}"),
+    ("upper_if_lower", '\u{264}', "\u{264}"),
+    ("upper_if_lower", '\u{295}', "\u{295}"),
+];
+
+/// Python's string semantics the front-end relies on, code point by code point over the
+/// scripts of the 23 languages: digests of Python 3.11's `str.lower`, NFKD, category `Lo`
+/// and punc_norm's `islower` / `upper` of one character, per block of 256.
+#[test]
+fn python_string_semantics_per_code_point() {
+    use chatterbox_ort::multilingual::text::python;
+    use sha2::{Digest, Sha256};
+    let goldens = load("goldens.json");
+    type PerChar = fn(char) -> String;
+    let functions: [(&str, PerChar); 4] = [
+        ("lower", |c| python::lower(&c.to_string())),
+        ("nfkd", |c| python::nfkd(&c.to_string())),
+        ("other_letter", |c| {
+            if python::is_other_letter(c) { "1" } else { "0" }.to_string()
+        }),
+        ("upper_if_lower", |c| {
+            if c.is_lowercase() {
+                c.to_uppercase().collect()
+            } else {
+                String::new()
+            }
+        }),
+    ];
+    let mut differ = Vec::new();
+    for (name, f) in functions {
+        let blocks = goldens["unicode_digests"][name].as_object().unwrap();
+        assert!(blocks.len() > 100);
+        for (start, expected) in blocks {
+            let start = u32::from_str_radix(start, 16).unwrap();
+            let mut h = Sha256::new();
+            for c in (start..start + 0x100).filter_map(char::from_u32) {
+                let value = UNICODE_VERSION_DIFFERENCES
+                    .iter()
+                    .find(|(n, cp, _)| *n == name && *cp == c)
+                    .map_or_else(|| f(c), |(_, _, python)| python.to_string());
+                h.update(value.as_bytes());
+                h.update([0]);
+            }
+            let got = hex::encode(h.finalize());
+            if got[..16] != *s(expected) {
+                differ.push(format!("{name} U+{start:04X}"));
+            }
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "blocks that differ from Python: {differ:?}"
+    );
+}
