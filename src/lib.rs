@@ -11,6 +11,7 @@ pub mod error;
 pub mod family;
 pub mod ffi;
 pub mod limits;
+pub mod multilingual;
 pub mod output;
 pub mod residency;
 pub mod rng;

@@ -6,5 +6,5 @@ pub mod normalize;
 pub mod tokenizer;
 
 pub use chunk::{chunk_text, ChunkLimits};
-pub use normalize::{punc_norm, punc_norm_with};
+pub use normalize::{punc_norm, punc_norm_with, punc_norm_with_enders};
 pub use tokenizer::TextTokenizer;

@@ -9,7 +9,8 @@
 //!    separators U+001C..U+001F) become one space, leading/trailing whitespace is dropped;
 //! 4. [`PUNCTUATION_REPLACEMENTS`] are applied one after another;
 //! 5. trailing spaces are removed and a `.` is appended unless the text ends with one of
-//!    `. ! ? - ,`.
+//!    `. ! ? - ,` ([`SENTENCE_ENDERS`]; the multilingual model's `punc_norm` has a longer
+//!    set, see [`punc_norm_with_enders`]).
 
 /// What the reference synthesises for empty text.
 pub const EMPTY_TEXT_SENTENCE: &str = "You need to add some text for me to talk.";
@@ -46,6 +47,17 @@ pub fn punc_norm(text: &str) -> String {
 /// `punc_norm` with another replacement table (Turbo's `punc_norm` differs only in its
 /// table, see [`crate::turbo::text::PUNCTUATION_REPLACEMENTS`]).
 pub fn punc_norm_with(text: &str, replacements: &[(&str, &str)]) -> String {
+    punc_norm_with_enders(text, replacements, &SENTENCE_ENDERS)
+}
+
+/// `punc_norm` with another replacement table and another set of characters after which no
+/// period is appended (the multilingual model's `punc_norm` adds `、，。？！`, see
+/// [`crate::multilingual::text::SENTENCE_ENDERS`]).
+pub fn punc_norm_with_enders(
+    text: &str,
+    replacements: &[(&str, &str)],
+    sentence_enders: &[char],
+) -> String {
     let mut chars = text.chars();
     let first = match chars.next() {
         None => return EMPTY_TEXT_SENTENCE.to_string(),
@@ -76,7 +88,7 @@ pub fn punc_norm_with(text: &str, replacements: &[(&str, &str)]) -> String {
 
     let trimmed_len = text.trim_end_matches(' ').len();
     text.truncate(trimmed_len);
-    if !text.ends_with(SENTENCE_ENDERS) {
+    if !text.ends_with(sentence_enders) {
         text.push('.');
     }
     text
