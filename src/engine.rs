@@ -19,11 +19,14 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::audio;
-use crate::bundle::{Bundle, Config, Family, GenerationDefaults, S3GenRefView, Voice};
+use crate::bundle::{
+    Bundle, Config, Family, GenerationDefaults, LanguageEntry, S3GenRefView, Voice,
+};
 use crate::conditioning;
 use crate::error::{Error, Result};
 use crate::family;
 use crate::limits;
+use crate::multilingual::Language;
 use crate::residency::{Component, Host, ResidencyOptions, Stage};
 use crate::rng::EngineRng;
 pub use crate::runtime::Provider;
@@ -109,6 +112,9 @@ pub struct Request {
     pub flow_steps: usize,
     /// Embed the Perth watermark.
     pub watermark: bool,
+    /// The text's language (multilingual bundles: required, one of the bundle's
+    /// `config.text.languages`; other bundles: must be `None`).
+    pub language: Option<Language>,
 }
 
 impl Default for Request {
@@ -127,6 +133,7 @@ impl Default for Request {
             min_new_tokens: 0,
             flow_steps: 10,
             watermark: true,
+            language: None,
         }
     }
 }
@@ -148,6 +155,7 @@ impl Request {
             min_new_tokens: 0,
             flow_steps: g.flow_steps,
             watermark: true,
+            language: None,
         }
     }
 
@@ -352,6 +360,53 @@ impl Engine {
         &self.dims
     }
 
+    /// The languages of a multilingual bundle (`config.text.languages`); empty for others.
+    pub fn languages(&self) -> &[LanguageEntry] {
+        &self.bundle.config().text.languages
+    }
+
+    /// Checks a request's language against the bundle: a multilingual bundle needs one of
+    /// its languages; other bundles take none.
+    ///
+    /// Errors: `InvalidArgument` naming `language`, listing the supported ids.
+    pub fn check_language(&self, language: Option<Language>) -> Result<()> {
+        let supported = self.languages();
+        let list = || {
+            supported
+                .iter()
+                .map(|l| l.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (self.family(), language) {
+            (Family::Multilingual, None) => Err(Error::invalid_argument(
+                "language",
+                format!(
+                    "a multilingual bundle needs the text's language; one of: {}",
+                    list()
+                ),
+            )),
+            (Family::Multilingual, Some(l)) => {
+                if supported.iter().any(|s| s.id == l.as_str()) {
+                    Ok(())
+                } else {
+                    Err(Error::invalid_argument(
+                        "language",
+                        format!("unsupported language '{l}'; supported: {}", list()),
+                    ))
+                }
+            }
+            (family, Some(l)) => Err(Error::invalid_argument(
+                "language",
+                format!(
+                    "the bundle holds the {family} model, which has no languages (got '{l}'); \
+                     languages apply to multilingual bundles"
+                ),
+            )),
+            (_, None) => Ok(()),
+        }
+    }
+
     /// The model family of the bundle (`model.family` of its manifest).
     pub fn family(&self) -> Family {
         self.bundle.manifest().model.family
@@ -408,7 +463,8 @@ impl Engine {
     /// The chunks [`Engine::synthesize`] splits `text` into (sentence groups
     /// that fit T3's text positions). Errors with `InvalidText` when `text` is
     /// empty or whitespace only.
-    pub fn text_chunks(&self, text: &str) -> Result<Vec<String>> {
+    pub fn text_chunks(&self, text: &str, language: Option<Language>) -> Result<Vec<String>> {
+        self.check_language(language)?;
         limits::check_text_len(text.len())?;
         if text.trim().is_empty() {
             return Err(Error::invalid_text("the text is empty or whitespace only"));
@@ -424,7 +480,7 @@ impl Engine {
             ..text::ChunkLimits::default()
         };
         let chunks: Vec<String> =
-            text::chunk_text(text, &limits, |s| self.frontend.count_tokens(s))?
+            text::chunk_text(text, &limits, |s| self.frontend.count_tokens(s, language))?
                 .into_iter()
                 .filter(|c| !c.trim().is_empty())
                 .collect();
@@ -521,7 +577,7 @@ impl Engine {
         let config = self.bundle.config();
         voice.validate(config)?;
         req.check_model_limits(config, voice.prompt_token.len())?;
-        let mut chunks = self.text_chunks(text)?;
+        let mut chunks = self.text_chunks(text, req.language)?;
         if chunks.len() == 1 {
             // One chunk: normalise the text exactly as given, like the reference
             // (`punc_norm` looks at the first character before collapsing spaces).
@@ -591,7 +647,7 @@ impl Engine {
         stages: &mut StageTimings,
         on_token: &mut dyn FnMut(usize) -> bool,
     ) -> Result<Vec<f32>> {
-        let ids = self.text_ids(chunk)?;
+        let ids = self.text_ids(chunk, req.language)?;
         let mut rng = EngineRng::with_stream(req.seed, stream);
 
         // T3.
@@ -757,8 +813,9 @@ impl Engine {
     /// Normalises one chunk (the family's `punc_norm`) and tokenizes it as the
     /// reference does (the original model puts start and stop text tokens around
     /// it; Turbo adds none).
-    pub fn text_ids(&self, chunk: &str) -> Result<Vec<i64>> {
-        let ids = self.frontend.text_ids(chunk)?;
+    pub fn text_ids(&self, chunk: &str, language: Option<Language>) -> Result<Vec<i64>> {
+        self.check_language(language)?;
+        let ids = self.frontend.text_ids(chunk, language)?;
         if ids.len() > self.dims.text_max_positions {
             return Err(Error::invalid_text(format!(
                 "a text chunk has {} tokens; T3 takes at most {} (start/stop included)",

@@ -8,7 +8,10 @@
 use crate::bundle::{Bundle, Family, Voice};
 use crate::conditioning;
 use crate::engine::{suppress_non_speech, Request};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::multilingual::alignment::AlignmentAnalyzer;
+use crate::multilingual::text::MtlTokenizer;
+use crate::multilingual::Language;
 use crate::residency::Host;
 use crate::rng::EngineRng;
 use crate::t3::{self, decode, sampler, T3Dims};
@@ -22,6 +25,9 @@ pub enum T3Frontend {
     Original(text::TextTokenizer),
     /// Turbo's GPT-2 BPE with the paralinguistic tags.
     Turbo(turbo::text::TurboTokenizer),
+    /// The multilingual grapheme tokenizer with its per-language front-end (boxed: it
+    /// holds two tokenizers' worth of tables).
+    Multilingual(Box<MtlTokenizer>),
 }
 
 impl T3Frontend {
@@ -38,31 +44,59 @@ impl T3Frontend {
                 text_config.vocab_size,
                 &text_config.tags,
             )?),
+            Family::Multilingual => {
+                let cangjie = bundle.cangjie_path().ok_or_else(|| {
+                    Error::bundle(
+                        bundle.path(crate::bundle::MANIFEST_FILE),
+                        "`config.text.cangjie` is missing",
+                    )
+                })?;
+                T3Frontend::Multilingual(Box::new(MtlTokenizer::from_files(
+                    &bundle.tokenizer_path(),
+                    &cangjie,
+                    text_config.vocab_size,
+                )?))
+            }
+        })
+    }
+
+    /// The language id the multilingual front-end gets (checked by the engine before).
+    fn language(language: Option<Language>) -> Result<Language> {
+        language.ok_or_else(|| {
+            Error::invalid_argument(
+                "language",
+                "a multilingual bundle needs the text's language",
+            )
         })
     }
 
     /// Token count of `text` (no normalisation, no start/stop), for chunking.
-    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+    pub fn count_tokens(&self, text: &str, language: Option<Language>) -> Result<usize> {
         match self {
             T3Frontend::Original(t) => t.count_tokens(text),
             T3Frontend::Turbo(t) => t.count_tokens(text),
+            T3Frontend::Multilingual(t) => t.count_tokens(text, Self::language(language)?.as_str()),
         }
     }
 
     /// Text tokens the family adds around a chunk (start and stop: 2; Turbo: 0).
     pub fn special_text_tokens(&self) -> usize {
         match self {
-            T3Frontend::Original(_) => 2,
+            T3Frontend::Original(_) | T3Frontend::Multilingual(_) => 2,
             T3Frontend::Turbo(_) => 0,
         }
     }
 
     /// The family's `punc_norm` and tokenization of one chunk, as the reference's
     /// `generate` does it.
-    pub fn text_ids(&self, chunk: &str) -> Result<Vec<i64>> {
+    pub fn text_ids(&self, chunk: &str, language: Option<Language>) -> Result<Vec<i64>> {
         match self {
             T3Frontend::Original(t) => t.encode_with_start_stop(&text::punc_norm(chunk)),
             T3Frontend::Turbo(t) => t.encode(&turbo::text::punc_norm(chunk)),
+            T3Frontend::Multilingual(t) => t.encode_with_start_stop(
+                &MtlTokenizer::punc_norm(chunk),
+                Self::language(language)?.as_str(),
+            ),
         }
     }
 
@@ -71,7 +105,7 @@ impl T3Frontend {
     /// words that are not one of Turbo's tags.
     pub fn warn_ignored(&self, text: &str, req: &Request) {
         match self {
-            T3Frontend::Original(_) => {
+            T3Frontend::Original(_) | T3Frontend::Multilingual(_) => {
                 if req.top_k > 0 {
                     tracing::warn!(
                         "the original model has no top-k; ignoring top_k {}",
@@ -120,7 +154,9 @@ pub fn t3_conditioning(
     req: &Request,
 ) -> Result<Vec<f32>> {
     match family {
-        Family::Original => conditioning::t3_cond(host, dims, voice, req.exaggeration),
+        Family::Original | Family::Multilingual => {
+            conditioning::t3_cond(host, dims, voice, req.exaggeration)
+        }
         Family::Turbo => {
             let speaker: Vec<f32> = voice.speaker_emb.iter().copied().collect();
             let prompt: Vec<i64> = voice.cond_prompt_speech_tokens.iter().copied().collect();
@@ -174,6 +210,49 @@ pub fn generate_speech_tokens(
                 |i, token| on_token(i + 1, token),
             )
         }
+        Family::Multilingual => {
+            let params = req.sampler_params();
+            // The prefill is `cond | text | bos | bos`: the text sits after the conditioning.
+            let mut analyzer = AlignmentAnalyzer::new(
+                dims.cond_len,
+                dims.cond_len + ids.len(),
+                usize::try_from(dims.speech_stop).unwrap_or(usize::MAX),
+            )?;
+            decode::generate(
+                host,
+                dims,
+                cond,
+                ids,
+                decode::GenerateOptions {
+                    cfg_weight: req.cfg_weight,
+                    max_new_tokens: req.max_new_tokens,
+                },
+                |step| {
+                    let rows = step.alignment.ok_or_else(|| {
+                        Error::model_mismatch(
+                            "t3_decoder",
+                            "the multilingual t3_decoder has no `alignment` output; re-export \
+                             the bundle with export/export_bundle.py --family multilingual",
+                        )
+                    })?;
+                    // T3.inference: CFG, the alignment checks, then the usual chain.
+                    let mut guided = sampler::guide(step.cond, step.uncond, &params)?;
+                    analyzer.step(
+                        rows.values,
+                        rows.rows,
+                        rows.capacity,
+                        step.history.last().copied(),
+                        &mut guided,
+                    )?;
+                    if step.history.len() <= req.min_new_tokens {
+                        guided = suppress_non_speech(&guided, None, dims.num_codes).0;
+                    }
+                    let processed = sampler::process_guided(guided, step.history, &params)?;
+                    sampler::draw(&processed, rng)
+                },
+                |i, token| on_token(i + 1, token),
+            )
+        }
         Family::Turbo => {
             let params = turbo::sampler::TurboSamplerParams {
                 temperature: req.temperature,
@@ -209,7 +288,7 @@ pub fn generate_speech_tokens(
 /// [`tokens_for_s3gen`] but without what only the end adds (Turbo's `S3GEN_SIL` tokens).
 pub fn partial_tokens_for_s3gen(bundle: &Bundle, dims: &T3Dims, sampled: &[i64]) -> Vec<i64> {
     match bundle.manifest().model.family {
-        Family::Original => t3::drop_invalid_tokens(sampled, dims),
+        Family::Original | Family::Multilingual => t3::drop_invalid_tokens(sampled, dims),
         Family::Turbo => turbo::t3::speech_tokens_for_s3gen(sampled, dims.num_codes, None, 0),
     }
 }
@@ -218,7 +297,7 @@ pub fn partial_tokens_for_s3gen(bundle: &Bundle, dims: &T3Dims, sampled: &[i64])
 /// Turbo's filter and the appended `S3GEN_SIL` tokens.
 pub fn tokens_for_s3gen(bundle: &Bundle, dims: &T3Dims, sampled: &[i64]) -> Vec<i64> {
     match bundle.manifest().model.family {
-        Family::Original => t3::drop_invalid_tokens(sampled, dims),
+        Family::Original | Family::Multilingual => t3::drop_invalid_tokens(sampled, dims),
         Family::Turbo => {
             let speech = &bundle.config().speech;
             turbo::t3::speech_tokens_for_s3gen(

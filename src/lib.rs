@@ -29,4 +29,5 @@ pub use conditioning::S3GenReference;
 pub use convert::ConvertRequest;
 pub use engine::{Audio, Engine, EngineOptions, Progress, Provider, Request, StageTimings};
 pub use error::{Error, ErrorKind, Result};
+pub use multilingual::Language;
 pub use stream::{StreamChunk, StreamOptions};

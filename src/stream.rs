@@ -301,7 +301,7 @@ impl Engine {
         };
         let mut passes = 0;
         for (ci, chunk) in chunks.iter().enumerate() {
-            let ids = self.text_ids(chunk)?;
+            let ids = self.text_ids(chunk, req.language)?;
             let mut inc = Incremental::new(self, voice, req, ci as u64);
             let mut progress = |tokens: usize| {
                 on_progress(&Progress {

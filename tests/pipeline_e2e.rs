@@ -78,7 +78,7 @@ fn cfg_zero_and_no_watermark_work() {
 fn streaming_calls_back_per_chunk_and_can_cancel() {
     let e = engine();
     let text = "First sentence here. Second one follows! And a third?";
-    let chunks = e.text_chunks(text).unwrap();
+    let chunks = e.text_chunks(text, None).unwrap();
     let mut calls = Vec::new();
     let audio = e
         .synthesize_streaming(text, e.default_voice(), &small_request(2), &mut |s| {
@@ -100,7 +100,7 @@ fn long_text_is_chunked_in_order() {
     let e = engine();
     let sentence = "This is a sentence that keeps going for a while to fill the chunk. ";
     let text = sentence.repeat(12);
-    let chunks = e.text_chunks(&text).unwrap();
+    let chunks = e.text_chunks(&text, None).unwrap();
     assert!(chunks.len() > 1, "expected several chunks");
     let req = Request {
         max_new_tokens: 2,

@@ -293,6 +293,6 @@ fn watermark_24k_matches_reference() {
 fn text_ids_match_golden() {
     let g = goldens();
     let text = g.meta["text"].as_str().expect("goldens.json `text`");
-    let ids = engine().text_ids(text).unwrap();
+    let ids = engine().text_ids(text, None).unwrap();
     assert_eq!(ids, g.i64("text_tokens"));
 }

@@ -71,6 +71,7 @@ fn request() -> impl Strategy<Value = Request> {
                 min_new_tokens: tokens,
                 flow_steps,
                 watermark,
+                language: None,
             },
         )
 }

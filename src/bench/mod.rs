@@ -41,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
+use crate::multilingual::Language;
 use schema::{LoadAverage, ModeResult, Report, ResultKind, SCHEMA};
 
 pub use worker::run_worker;
@@ -95,6 +96,10 @@ pub struct RunArgs {
     /// With --stream: T3 decodes on its own thread while S3Gen runs.
     #[arg(long)]
     pub overlap: bool,
+    /// The text's language on a multilingual bundle (default `en` there; other bundles
+    /// take none).
+    #[arg(long, value_name = "ID")]
+    pub language: Option<String>,
 }
 
 impl RunArgs {
@@ -123,12 +128,25 @@ impl RunArgs {
                 a.extend([flag.to_string(), v.to_string()]);
             }
         }
+        if let Some(l) = &self.language {
+            a.extend(["--language".to_string(), l.clone()]);
+        }
         for (flag, on) in [("--stream", self.stream), ("--overlap", self.overlap)] {
             if on {
                 a.push(flag.to_string());
             }
         }
         a
+    }
+
+    /// The request language for a bundle of `family`: `--language`, or `en` on a
+    /// multilingual bundle.
+    pub fn language_for(&self, family: crate::bundle::Family) -> Result<Option<Language>> {
+        Ok(match (&self.language, family) {
+            (Some(l), _) => Some(Language::parse(l)?),
+            (None, crate::bundle::Family::Multilingual) => Some(Language::parse("en")?),
+            (None, _) => None,
+        })
     }
 
     /// The streaming options of `--stream` (`None` without it); not validated.
@@ -340,6 +358,7 @@ impl RunArgs {
         }
         let bundle = crate::bundle::Bundle::open(bundle)?;
         let mut req = crate::engine::Request::from_generation(bundle.generation());
+        req.language = self.language_for(bundle.manifest().model.family)?;
         for (tokens, steps) in [
             (self.tokens, None),
             (

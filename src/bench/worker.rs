@@ -204,6 +204,7 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
         max_new_tokens: args.run.tokens,
         min_new_tokens: args.run.tokens,
         seed: 0,
+        language: args.run.language_for(engine.family())?,
         ..engine.default_request()
     };
     let warm_tokens = args.run.warmup_tokens.unwrap_or(args.run.tokens);
@@ -353,13 +354,14 @@ fn largest_stage(args: &WorkerArgs) -> Result<ModeResult> {
 
     // Inputs made outside the measurement: T3 conditioning, text ids (the family's).
     // The bundle's generation defaults (exaggeration 0.5 for the original model).
-    let req = crate::engine::Request::from_generation(bundle.generation());
+    let mut req = crate::engine::Request::from_generation(bundle.generation());
+    req.language = args.run.language_for(bundle.manifest().model.family)?;
     let cond = {
         let _g = host.stage(Stage::Conditioning)?;
         crate::family::t3_conditioning(&host, bundle.manifest().model.family, &dims, &voice, &req)?
     };
     let frontend = crate::family::T3Frontend::load(&bundle)?;
-    let ids = frontend.text_ids(&args.run.text)?;
+    let ids = frontend.text_ids(&args.run.text, req.language)?;
     let rate = f64::from(bundle.config().speech.token_rate_hz);
 
     let run_once = |seed: u64, tokens: usize| -> Result<f64> {
@@ -577,6 +579,7 @@ mod tests {
                 first_chunk_tokens: None,
                 chunk_tokens: None,
                 overlap: false,
+                language: None,
             },
         }
     }

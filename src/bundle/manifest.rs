@@ -50,6 +50,9 @@ pub enum Family {
     Original,
     /// `ChatterboxTurboTTS`: GPT-2 T3 without CFG, 2-step meanflow (`chatterbox/tts_turbo.py`).
     Turbo,
+    /// `ChatterboxMultilingualTTS`: the original model's architecture with a 2454-token
+    /// grapheme vocabulary, 23 languages and online alignment checks (`chatterbox/mtl_tts.py`).
+    Multilingual,
 }
 
 impl Family {
@@ -58,6 +61,7 @@ impl Family {
         match self {
             Family::Original => "original",
             Family::Turbo => "turbo",
+            Family::Multilingual => "multilingual",
         }
     }
 
@@ -66,6 +70,7 @@ impl Family {
         match self {
             Family::Original => "ChatterboxTTS",
             Family::Turbo => "ChatterboxTurboTTS",
+            Family::Multilingual => "ChatterboxMultilingualTTS",
         }
     }
 }
@@ -165,6 +170,21 @@ pub struct TextConfig {
     /// Paralinguistic tags the tokenizer holds as added tokens (Turbo), in id order.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The languages of a multilingual bundle, in the reference's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<LanguageEntry>,
+    /// The Cangjie table of a multilingual bundle (Chinese), relative to the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cangjie: Option<String>,
+}
+
+/// One entry of `config.text.languages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanguageEntry {
+    /// The id requests use (`fr`).
+    pub id: String,
+    /// The English name (`French`).
+    pub name: String,
 }
 
 /// `config.speech`.
@@ -215,6 +235,10 @@ pub struct T3Config {
     /// (Turbo's GPT-2: 8196); absent when positions are the learned text/speech tables.
     #[serde(default)]
     pub max_positions: Option<usize>,
+    /// `[layer, head]` pairs whose attention the multilingual model's alignment checks
+    /// read (`t3_decoder` output `alignment` is their mean); empty for other families.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alignment_heads: Vec<[usize; 2]>,
 }
 
 /// `config.voice_encoder`.
@@ -521,15 +545,7 @@ impl Manifest {
     /// digests are hex, every component has a graph file.
     fn validate(&self, path: &Path) -> Result<()> {
         let check_file = |f: &FileEntry, owner: &str| -> Result<()> {
-            let p = Path::new(&f.path);
-            let escapes = p.is_absolute()
-                || p.components().any(|c| {
-                    !matches!(
-                        c,
-                        std::path::Component::Normal(_) | std::path::Component::CurDir
-                    )
-                });
-            if f.path.is_empty() || escapes {
+            if !inside_bundle(&f.path) {
                 return Err(Error::bundle(
                     path,
                     format!(
@@ -619,8 +635,8 @@ impl Manifest {
         ] {
             match v {
                 Some(v) => token(n, v, c.text.vocab_size)?,
-                None if family == Family::Original => {
-                    return Err(format!("`{n}` is missing (the original model needs it)"))
+                None if family != Family::Turbo => {
+                    return Err(format!("`{n}` is missing (the {family} model needs it)"))
                 }
                 None => {}
             }
@@ -755,6 +771,7 @@ impl Manifest {
                 return Err("`config.s3gen.meanflow` must be true in a Turbo bundle".into());
             }
         }
+        check_multilingual(family, c)?;
 
         let gen = &self.generation;
         let request = crate::engine::Request::from_generation(gen);
@@ -943,6 +960,75 @@ impl Manifest {
     pub fn component(&self, name: &str) -> Option<&ComponentSpec> {
         self.components.get(name)
     }
+}
+
+/// Whether a manifest path is non-empty, relative and stays inside the bundle.
+fn inside_bundle(path: &str) -> bool {
+    let p = Path::new(path);
+    !path.is_empty()
+        && !p.is_absolute()
+        && p.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
+/// The multilingual family's own fields: a language list of valid, distinct ids, the
+/// Cangjie table, and alignment heads inside the backbone; none of them on other families.
+fn check_multilingual(family: Family, c: &Config) -> std::result::Result<(), String> {
+    let languages = &c.text.languages;
+    if family != Family::Multilingual {
+        if !languages.is_empty() || c.text.cangjie.is_some() || !c.t3.alignment_heads.is_empty() {
+            return Err(format!(
+                "`config.text.languages`, `config.text.cangjie` and `config.t3.alignment_heads` \
+                 belong to multilingual bundles, not to a {family} bundle"
+            ));
+        }
+        return Ok(());
+    }
+    if languages.is_empty() || languages.len() > 256 {
+        return Err(format!(
+            "`config.text.languages` has {} entries; a multilingual bundle needs 1..=256",
+            languages.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for l in languages {
+        let id = crate::multilingual::Language::parse(&l.id)
+            .map_err(|_| format!("`config.text.languages` has an invalid id {:?}", l.id))?;
+        if id.as_str() != l.id || !seen.insert(l.id.as_str()) {
+            return Err(format!(
+                "`config.text.languages`: id {:?} is not lowercase or appears twice",
+                l.id
+            ));
+        }
+    }
+    match &c.text.cangjie {
+        Some(p) if inside_bundle(p) => {}
+        Some(p) => {
+            return Err(format!(
+                "`config.text.cangjie` is `{p}`; it must be relative and inside the bundle"
+            ))
+        }
+        None => {
+            return Err("`config.text.cangjie` is missing (a multilingual bundle needs it)".into())
+        }
+    }
+    let t3 = &c.t3;
+    if t3.alignment_heads.is_empty() || t3.alignment_heads.len() > 64 {
+        return Err("`config.t3.alignment_heads` must list 1..=64 [layer, head] pairs".into());
+    }
+    for &[layer, head] in &t3.alignment_heads {
+        if layer >= t3.num_layers || head >= t3.num_heads {
+            return Err(format!(
+                "`config.t3.alignment_heads` has [{layer}, {head}]; T3 has {} layers of {} heads",
+                t3.num_layers, t3.num_heads
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub use manifest::{
     ComponentSpec, Config, DType, Dim, Family, FileEntry, FlowSchedule, GenerationDefaults,
-    Manifest, TensorSpec, VoiceConfig,
+    LanguageEntry, Manifest, TensorSpec, VoiceConfig,
 };
 pub use voice::{S3GenRefView, Voice};
 
@@ -117,6 +117,16 @@ impl Bundle {
     /// Path of `tokenizer.json`.
     pub fn tokenizer_path(&self) -> PathBuf {
         self.path(TOKENIZER_FILE)
+    }
+
+    /// Path of the Cangjie table of a multilingual bundle (`config.text.cangjie`).
+    pub fn cangjie_path(&self) -> Option<PathBuf> {
+        self.manifest
+            .config
+            .text
+            .cangjie
+            .as_deref()
+            .map(|p| self.path(p))
     }
 
     /// Path of the default voice.

@@ -12,6 +12,9 @@ use crate::runtime::{StateTensor, Value};
 
 use super::{prefill_embeds, speech_embeds, text_embeds, T3Dims};
 
+/// The multilingual `t3_decoder`'s extra output (see [`KvDecoder::alignment`]).
+const ALIGNMENT: &str = "alignment";
+
 /// A running `t3_decoder` with its KV cache, for a batch of 1 (no CFG) or 2
 /// (conditional and unconditional rows).
 pub struct KvDecoder<'h> {
@@ -23,6 +26,10 @@ pub struct KvDecoder<'h> {
     /// `[B, H, capacity, hd]`.
     state: Vec<StateTensor>,
     past_len: usize,
+    /// Whether the graph has the multilingual `alignment` output.
+    has_alignment: bool,
+    /// `alignment` of the last [`KvDecoder::forward`], `[seq, capacity]`.
+    alignment: Option<Value>,
 }
 
 impl<'h> KvDecoder<'h> {
@@ -54,6 +61,11 @@ impl<'h> KvDecoder<'h> {
                 });
             }
         }
+        let has_alignment = host
+            .bundle()
+            .component(Component::T3Decoder.name())?
+            .output(ALIGNMENT)
+            .is_some();
         Ok(KvDecoder {
             host,
             dims: dims.clone(),
@@ -61,6 +73,8 @@ impl<'h> KvDecoder<'h> {
             capacity,
             state,
             past_len: 0,
+            has_alignment,
+            alignment: None,
         })
     }
 
@@ -132,6 +146,16 @@ impl<'h> KvDecoder<'h> {
         self.capacity
     }
 
+    /// The multilingual graph's `alignment` output of the last [`KvDecoder::forward`]:
+    /// `[seq, capacity]` row-major (the mean attention of `config.t3.alignment_heads`,
+    /// conditional row); `None` when the graph has no such output.
+    pub fn alignment(&self) -> Result<Option<&[f32]>> {
+        match &self.alignment {
+            Some(v) => Ok(Some(v.f32_slice()?)),
+            None => Ok(None),
+        }
+    }
+
     fn layout(&self, rows: usize) -> SlabLayout {
         SlabLayout {
             slabs: self.batch * self.dims.kv_heads,
@@ -168,6 +192,21 @@ impl<'h> KvDecoder<'h> {
             .host
             .run_in_place(Component::T3Decoder, inputs, &mut self.state)?;
         self.past_len += seq;
+        self.alignment = None;
+        if self.has_alignment {
+            let a = out.take(ALIGNMENT)?;
+            if a.shape() != [seq, self.capacity] {
+                return Err(Error::model_mismatch(
+                    "t3_decoder",
+                    format!(
+                        "output `{ALIGNMENT}` has shape {:?}, expected [{seq}, {}]",
+                        a.shape(),
+                        self.capacity
+                    ),
+                ));
+            }
+            self.alignment = Some(a);
+        }
         let logits = out.take("logits")?;
         let shape = logits.shape();
         if shape != [self.batch, seq, d.speech_vocab] {
@@ -332,6 +371,20 @@ pub struct StepLogits<'a> {
     pub uncond: Option<&'a [f32]>,
     /// Tokens so far, the start-of-speech token first.
     pub history: &'a [i64],
+    /// The decoder's `alignment` output of the call that gave these logits (`rows` rows
+    /// of `capacity` positions; multilingual bundles only).
+    pub alignment: Option<AlignmentRows<'a>>,
+}
+
+/// Attention rows of [`StepLogits::alignment`].
+#[derive(Debug, Clone, Copy)]
+pub struct AlignmentRows<'a> {
+    /// `rows x capacity` values, row-major.
+    pub values: &'a [f32],
+    /// Rows: the prefill's length, then 1 per step.
+    pub rows: usize,
+    /// Positions per row.
+    pub capacity: usize,
 }
 
 /// Checks that generating `max_new_tokens` fits T3's learned speech positions.
@@ -415,11 +468,19 @@ pub fn decode_loop(
     history.push(start);
     for i in 0..max_new_tokens {
         let rows = last_logits(&logits)?;
+        let seq = logits.shape().get(1).copied().unwrap_or(0);
         drop(logits);
+        let capacity = dec.capacity;
+        let alignment = dec.alignment()?.map(|values| AlignmentRows {
+            values,
+            rows: seq,
+            capacity,
+        });
         let token = pick(StepLogits {
             cond: &rows[0],
             uncond: rows.get(1).map(Vec::as_slice),
             history: &history,
+            alignment,
         })?;
         history.push(token);
         if token == stop {

@@ -117,43 +117,61 @@ pub fn process(
     history: &[i64],
     params: &SamplerParams,
 ) -> Result<Vec<f32>> {
+    let guided = guide(cond, uncond, params)?;
+    process_guided(guided, history, params)
+}
+
+/// Step 1 of [`process`]: classifier-free guidance, `cond + w * (cond - uncond)` (the
+/// conditional row alone when `cfg_weight == 0`). The multilingual model's alignment
+/// checks edit this row before [`process_guided`].
+pub fn guide(cond: &[f32], uncond: Option<&[f32]>, params: &SamplerParams) -> Result<Vec<f32>> {
     params.validate()?;
     let vocab = cond.len();
     if vocab == 0 {
         return Err(Error::invalid_argument("logits", "empty logits row"));
     }
     check_finite(cond, "conditional")?;
+    if !params.uses_cfg() {
+        return Ok(cond.to_vec());
+    }
+    let uncond = uncond.ok_or_else(|| {
+        Error::invalid_argument(
+            "uncond",
+            format!(
+                "cfg_weight is {} but no unconditional logits were given",
+                params.cfg_weight
+            ),
+        )
+    })?;
+    if uncond.len() != vocab {
+        return Err(Error::invalid_argument(
+            "uncond",
+            format!(
+                "unconditional row has {} logits, conditional row {vocab}",
+                uncond.len()
+            ),
+        ));
+    }
+    check_finite(uncond, "unconditional")?;
+    let w = params.cfg_weight;
+    Ok(cond
+        .iter()
+        .zip(uncond)
+        .map(|(&c, &u)| c + w * (c - u))
+        .collect())
+}
 
-    // 1. Classifier-free guidance.
-    let mut l: Vec<f32> = if params.uses_cfg() {
-        let uncond = uncond.ok_or_else(|| {
-            Error::invalid_argument(
-                "uncond",
-                format!(
-                    "cfg_weight is {} but no unconditional logits were given",
-                    params.cfg_weight
-                ),
-            )
-        })?;
-        if uncond.len() != vocab {
-            return Err(Error::invalid_argument(
-                "uncond",
-                format!(
-                    "unconditional row has {} logits, conditional row {vocab}",
-                    uncond.len()
-                ),
-            ));
-        }
-        check_finite(uncond, "unconditional")?;
-        let w = params.cfg_weight;
-        cond.iter()
-            .zip(uncond)
-            .map(|(&c, &u)| c + w * (c - u))
-            .collect()
-    } else {
-        cond.to_vec()
-    };
-
+/// Steps 2-5 of [`process`] on a guided row: repetition penalty, temperature, min-p,
+/// top-p.
+pub fn process_guided(
+    mut l: Vec<f32>,
+    history: &[i64],
+    params: &SamplerParams,
+) -> Result<Vec<f32>> {
+    params.validate()?;
+    if l.is_empty() {
+        return Err(Error::invalid_argument("logits", "empty logits row"));
+    }
     // 2. Repetition penalty over the set of generated ids.
     apply_repetition_penalty(&mut l, history, params.repetition_penalty)?;
 
@@ -183,6 +201,13 @@ pub fn process(
     Ok(l)
 }
 
+/// Draws one token id from the softmax of processed logits.
+pub fn draw(processed: &[f32], rng: &mut EngineRng) -> Result<i64> {
+    let probs = softmax(processed);
+    let idx = rng.categorical(&probs)?;
+    i64::try_from(idx).map_err(|_| Error::internal(format!("token index {idx} overflows i64")))
+}
+
 /// Processes the logits (see [`process`]) and draws one token id from their softmax.
 pub fn sample(
     cond: &[f32],
@@ -191,10 +216,7 @@ pub fn sample(
     params: &SamplerParams,
     rng: &mut EngineRng,
 ) -> Result<i64> {
-    let processed = process(cond, uncond, history, params)?;
-    let probs = softmax(&processed);
-    let idx = rng.categorical(&probs)?;
-    i64::try_from(idx).map_err(|_| Error::internal(format!("token index {idx} overflows i64")))
+    draw(&process(cond, uncond, history, params)?, rng)
 }
 
 /// Softmax of a row of logits that may contain `-inf` (which map to probability 0).

@@ -9,22 +9,32 @@ use std::sync::OnceLock;
 use chatterbox_ort::{Engine, EngineOptions};
 use safetensors::tensor::{Dtype, SafeTensors};
 
+/// `$VAR` when set and not empty, else the committed bundle `onnx/NAME`.
+fn committed_bundle(var: &str, name: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("onnx")
+            .join(name),
+    }
+}
+
+/// An engine on `dir` (CPU, 1 thread), panicking with the bundle's path.
+fn test_engine(dir: PathBuf) -> Engine {
+    let mut opts = EngineOptions::new(&dir);
+    opts.threads = Some(1);
+    Engine::load(opts).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
+}
+
 /// The committed tiny bundle (`$CHATTERBOX_ORT_BUNDLE` overrides it).
 pub fn bundle_dir() -> PathBuf {
-    match std::env::var_os("CHATTERBOX_ORT_BUNDLE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny"),
-    }
+    committed_bundle("CHATTERBOX_ORT_BUNDLE", "tiny")
 }
 
 /// One engine per test binary (CPU, 1 thread).
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let mut opts = EngineOptions::new(bundle_dir());
-        opts.threads = Some(1);
-        Engine::load(opts).unwrap_or_else(|e| panic!("loading {}: {e}", bundle_dir().display()))
-    })
+    ENGINE.get_or_init(|| test_engine(bundle_dir()))
 }
 
 /// A golden tensor: shape and values (integers widened to f64 for f32 tensors,
@@ -69,21 +79,30 @@ pub fn goldens() -> &'static Goldens {
 
 /// The committed tiny Turbo bundle (`$CHATTERBOX_ORT_TURBO_BUNDLE` overrides it).
 pub fn turbo_bundle_dir() -> PathBuf {
-    match std::env::var_os("CHATTERBOX_ORT_TURBO_BUNDLE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/tiny-turbo"),
-    }
+    committed_bundle("CHATTERBOX_ORT_TURBO_BUNDLE", "tiny-turbo")
 }
 
 /// One Turbo engine per test binary (CPU, 1 thread).
 pub fn turbo_engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let mut opts = EngineOptions::new(turbo_bundle_dir());
-        opts.threads = Some(1);
-        Engine::load(opts)
-            .unwrap_or_else(|e| panic!("loading {}: {e}", turbo_bundle_dir().display()))
-    })
+    ENGINE.get_or_init(|| test_engine(turbo_bundle_dir()))
+}
+
+/// The committed tiny multilingual bundle (`$CHATTERBOX_ORT_MTL_BUNDLE` overrides it).
+pub fn mtl_bundle_dir() -> PathBuf {
+    committed_bundle("CHATTERBOX_ORT_MTL_BUNDLE", "tiny-multilingual")
+}
+
+/// One multilingual engine per test binary (CPU, 1 thread).
+pub fn mtl_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| test_engine(mtl_bundle_dir()))
+}
+
+/// The goldens of the tiny multilingual bundle.
+pub fn mtl_goldens() -> &'static Goldens {
+    static G: OnceLock<Goldens> = OnceLock::new();
+    G.get_or_init(|| load_goldens(&mtl_bundle_dir().join("goldens"), "goldens"))
 }
 
 /// The goldens of the tiny Turbo bundle.
