@@ -430,10 +430,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def clear_out_dir(out: Path) -> None:
-    """Empties an earlier bundle folder; refuses a non-empty folder without manifest.json."""
+def clear_out_dir(out: Path, inputs: tuple = ()) -> None:
+    """Empties an earlier bundle folder; refuses a non-empty folder without manifest.json
+    unless it holds only `inputs` (files the export has read and writes again)."""
     if out.exists() and any(out.iterdir()):
-        if not (out / "manifest.json").is_file():
+        if not (out / "manifest.json").is_file() and not all(p.name in inputs for p in out.iterdir()):
             raise ExportError(f"{out}: exists, is not empty and holds no manifest.json; refusing to overwrite it")
         for p in sorted(out.iterdir()):  # a stale file must never survive into a new bundle
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -475,7 +476,7 @@ def run(args) -> dict:
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = args.out
     vocab = mtl_side.vocab_sources(args.checkpoint) if mtl else None  # before out/ is emptied: it may hold them
-    clear_out_dir(out)
+    clear_out_dir(out, tuple(vocab or ()))
     want_goldens = args.config == "tiny" or args.goldens
     ctx = ExportContext(out, args.config, args.seed, args.checkpoint, args.precision, want_goldens=want_goldens)
 
