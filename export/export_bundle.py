@@ -241,7 +241,7 @@ def build_tts(config: str, seed: int, checkpoint: Path | None, tokenizer_path: P
             import mtl_side
             from chatterbox.mtl_tts import ChatterboxMultilingualTTS as cls
 
-            tok, _ = mtl_side.load_tokenizer(tokenizer_path, tokenizer_path.parent / mtl_side.CANGJIE_FILE)
+            tok = mtl_side.load_tokenizer(tokenizer_path, tokenizer_path.parent / mtl_side.CANGJIE_FILE)
         else:
             cls = ChatterboxTTS
             try:

@@ -108,7 +108,7 @@ def vocab_sources(checkpoint: Path | None) -> dict:
 
 
 @contextmanager
-def _cangjie_from(path: Path, facts: dict):
+def _cangjie_from(path: Path):
     """MTLTokenizer's Cangjie table from `path` (the reference fetches Cangjie5_TC.json with
     hf_hub_download; the exporter runs offline) and its pkuseg segmenter as far as it can be
     loaded (spacy_pkuseg downloads its model on first use; without it the reference itself
@@ -125,10 +125,8 @@ def _cangjie_from(path: Path, facts: dict):
             from spacy_pkuseg import pkuseg
 
             self.segmenter = pkuseg()
-            facts["zh_segmenter"] = "spacy_pkuseg pkuseg()"
-        except Exception as e:  # noqa: BLE001 - no network: its model cannot be fetched
+        except Exception:  # noqa: BLE001 - no network: its model cannot be fetched
             self.segmenter = None
-            facts["zh_segmenter"] = f"none: spacy_pkuseg could not load its model ({type(e).__name__})"
 
     saved = (mtl_tok.hf_hub_download, mtl_tok.ChineseCangjieConverter._init_segmenter)
     mtl_tok.hf_hub_download = local_download
@@ -140,13 +138,11 @@ def _cangjie_from(path: Path, facts: dict):
 
 
 def load_tokenizer(tokenizer_path: Path, cangjie_path: Path):
-    """The reference MTLTokenizer over the bundle's tokenizer.json and Cangjie table.
-    Returns (tokenizer, facts)."""
+    """The reference MTLTokenizer over the bundle's tokenizer.json and Cangjie table."""
     from chatterbox.models.tokenizers import MTLTokenizer
 
-    facts = {}
     try:
-        with _cangjie_from(cangjie_path, facts):
+        with _cangjie_from(cangjie_path):
             tok = MTLTokenizer(str(tokenizer_path))
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"{tokenizer_path}: not a usable multilingual tokenizer ({type(e).__name__}: {e})") from None
@@ -155,8 +151,7 @@ def load_tokenizer(tokenizer_path: Path, cangjie_path: Path):
     vocab = tok.tokenizer.get_vocab_size(with_added_tokens=True)
     if vocab != 2454:
         raise ExportError(f"{tokenizer_path}: {vocab} ids, the multilingual T3 has 2454")
-    facts["cangjie_entries"] = len(tok.cangjie_converter.word2cj)
-    return tok, facts
+    return tok
 
 
 def text_config(tok) -> dict:
@@ -205,8 +200,11 @@ def text_goldens(ctx: ExportContext, tts) -> tuple[torch.Tensor, dict]:
     ctx.add_golden("text_tokens", text_tokens, f"[START] + MTLTokenizer.text_to_tokens(punc_norm(text), "
                    f"language_id={GOLDEN_LANGUAGE!r}) + [STOP] (mtl_tts.punc_norm; as ChatterboxMultilingualTTS.generate)")
     unk = inner.token_to_id("[UNK]")
+    seg = tts.tokenizer.cangjie_converter.segmenter
     facts = {"text": GOLDEN_TEXT, "language": GOLDEN_LANGUAGE, "normalized_text": norm, "tokenizer_input": seen[0],
-             "text_token_ids": ids[0].tolist(), "unk_in_text_ids": int((ids == unk).sum())}
+             "text_token_ids": ids[0].tolist(), "unk_in_text_ids": int((ids == unk).sum()),
+             "zh_segmenter": ("spacy_pkuseg pkuseg()" if seg is not None else
+                              "none: spacy_pkuseg could not load its model offline (only zh segmentation is affected)")}
     log(f"  text ({GOLDEN_LANGUAGE}): {norm!r} -> {ids.shape[1]} ids ({facts['unk_in_text_ids']} [UNK])")
     return text_tokens, facts
 
