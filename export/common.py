@@ -80,9 +80,31 @@ def load_safetensors(path: Path) -> dict:
         raise ExportError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
 
 
+def load_torch_state(path: Path) -> dict:
+    """A state dict written by `torch.save` (the multilingual checkpoint's ve.pt / s3gen.pt),
+    read as the reference reads it (`torch.load(..., weights_only=True)` on the CPU);
+    ExportError naming the file if missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: missing checkpoint file")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is the file's fault
+        raise ExportError(f"{path}: not a readable torch state dict ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ExportError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def load_checkpoint_state(path: Path) -> dict:
+    """The tensors of a checkpoint file: safetensors, or a torch.save'd state dict (.pt)."""
+    return load_torch_state(path) if Path(path).suffix == ".pt" else load_safetensors(path)
+
+
 def load_state_dict_strict(module: torch.nn.Module, path: Path, strict: bool = True, state: dict | None = None) -> None:
-    """Loads a safetensors state dict into `module`; ExportError naming the file on a mismatch."""
-    state = load_safetensors(path) if state is None else state
+    """Loads a checkpoint file's state dict (safetensors or .pt) into `module`; ExportError
+    naming the file on a mismatch."""
+    state = load_checkpoint_state(path) if state is None else state
     try:
         result = module.load_state_dict(state, strict=strict)
     except RuntimeError as e:

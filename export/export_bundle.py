@@ -1,6 +1,6 @@
 """Exports a chatterbox-ort model bundle (docs/BUNDLE.md).
 
-    python export/export_bundle.py [--family original|turbo] --config {tiny,full} [--checkpoint DIR]
+    python export/export_bundle.py [--family original|turbo|multilingual] --config {tiny,full} [--checkpoint DIR]
         [--seed N] [--precision fp32|fp16] --out DIR [--goldens] [--ref-wav PATH]
 
 tiny: every component shrunk, random (seeded) weights, every vocabulary / token id /
@@ -9,7 +9,10 @@ random weights, or the weights of an upstream checkpoint folder with --checkpoin
 (ve.safetensors, t3_cfg.safetensors, s3gen.safetensors, tokenizer.json, conds.pt).
 --family turbo exports Chatterbox Turbo (ChatterboxTurboTTS) instead: see
 export/turbo_side.py (checkpoint: ve.safetensors, t3_turbo_v1.safetensors,
-s3gen_meanflow.safetensors, the GPT-2 tokenizer files, conds.pt).
+s3gen_meanflow.safetensors, the GPT-2 tokenizer files, conds.pt). --family multilingual
+exports ChatterboxMultilingualTTS: the original pipeline with the multilingual T3 (see
+export/mtl_side.py; checkpoint: ve.pt, t3_mtl23ls_v2.safetensors, s3gen.pt,
+grapheme_mtl_merged_expanded_v1.json, Cangjie5_TC.json, conds.pt).
 """
 
 from __future__ import annotations
@@ -183,7 +186,11 @@ def make_ref_wav(path: Path) -> None:
 # ----------------------------------------------------------------------------- model
 
 
-def check_checkpoint(ckpt: Path) -> None:
+def check_checkpoint(ckpt: Path, family: str = "original") -> None:
+    if family == "multilingual":
+        import mtl_side
+
+        return mtl_side.check_checkpoint(ckpt)
     if not ckpt.is_dir():
         raise ExportError(f"{ckpt}: checkpoint folder not found")
     for f in CHECKPOINT_FILES:
@@ -191,8 +198,11 @@ def check_checkpoint(ckpt: Path) -> None:
             raise ExportError(f"{ckpt / f}: missing checkpoint file")
 
 
-def load_conds(path: Path):
-    from chatterbox.tts import Conditionals
+def load_conds(path: Path, family: str = "original"):
+    if family == "multilingual":
+        from chatterbox.mtl_tts import Conditionals
+    else:
+        from chatterbox.tts import Conditionals
 
     try:
         conds = Conditionals.load(path, map_location="cpu")
@@ -207,26 +217,38 @@ def load_conds(path: Path):
     return conds
 
 
-def build_tts(config: str, seed: int, checkpoint: Path | None, tokenizer_path: Path):
-    """The reference objects assembled as a chatterbox.tts.ChatterboxTTS."""
+def build_tts(config: str, seed: int, checkpoint: Path | None, tokenizer_path: Path, family: str = "original"):
+    """The reference objects assembled as a chatterbox.tts.ChatterboxTTS, or for the
+    multilingual family a chatterbox.mtl_tts.ChatterboxMultilingualTTS (the same builders
+    and seeds; T3Config.multilingual(), MTLTokenizer, the checkpoint files of its from_local)."""
     import s3gen_side
     import t3_side
     from chatterbox.models.tokenizers import EnTokenizer
     from chatterbox.tts import ChatterboxTTS
 
+    mtl = family == "multilingual"
     with timed("building reference models"):
-        ve = t3_side.build_voice_encoder(config, seed, checkpoint)
-        t3 = t3_side.build_t3(config, seed, checkpoint)
+        ve = t3_side.build_voice_encoder(config, seed, checkpoint, "ve.pt" if mtl else "ve.safetensors")
+        t3 = t3_side.build_t3(config, seed, checkpoint, multilingual=mtl)
         try:
-            s3gen = s3gen_side.build_s3gen(config, seed, checkpoint)
+            # ChatterboxMultilingualTTS.from_local loads s3gen.pt strictly
+            s3gen = s3gen_side.build_s3gen(config, seed, checkpoint, filename="s3gen.pt" if mtl else None,
+                                           strict=True if mtl else None)
         except (FileNotFoundError, RuntimeError, ValueError) as e:  # its messages name the file
             raise ExportError(str(e)) from None
         wm = s3gen_side.build_watermarker(config, seed)
-        try:
-            tok = EnTokenizer(str(tokenizer_path))
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"{tokenizer_path}: not a usable tokenizer.json ({type(e).__name__}: {e})") from None
-    tts = ChatterboxTTS.__new__(ChatterboxTTS)  # __init__ would load the packaged Perth weights
+        if mtl:
+            import mtl_side
+            from chatterbox.mtl_tts import ChatterboxMultilingualTTS as cls
+
+            tok = mtl_side.load_tokenizer(tokenizer_path, tokenizer_path.parent / mtl_side.CANGJIE_FILE)
+        else:
+            cls = ChatterboxTTS
+            try:
+                tok = EnTokenizer(str(tokenizer_path))
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"{tokenizer_path}: not a usable tokenizer.json ({type(e).__name__}: {e})") from None
+    tts = cls.__new__(cls)  # __init__ would load the packaged Perth weights
     tts.sr, tts.t3, tts.s3gen, tts.ve, tts.tokenizer, tts.device = 24000, t3, s3gen, ve, tok, "cpu"
     tts.conds, tts.watermarker = None, wm
     return tts
@@ -324,7 +346,7 @@ def versions() -> dict:
             "onnx": onnx.__version__, "opset": OPSET}
 
 
-def config_numbers(tts, ctx: ExportContext) -> dict:
+def config_numbers(tts, ctx: ExportContext, family: str = "original") -> dict:
     import t3_side
 
     hp = tts.t3.hp
@@ -350,11 +372,19 @@ def config_numbers(tts, ctx: ExportContext) -> dict:
     if extra is not None:
         for section, values in extra(tts).items():
             cfg.setdefault(section, {}).update(values)
+    if family == "multilingual":
+        import mtl_side
+
+        cfg["text"].update(mtl_side.text_config(tts.tokenizer))
+        cfg["t3"]["alignment_heads"] = mtl_side.alignment_heads(ctx.config)
     return cfg
 
 
 def write_manifest(ctx: ExportContext, tts, args, extra_files: list[Path]) -> dict:
-    model_id = f"chatterbox-{args.config}-" + ("checkpoint" if args.checkpoint else "random")
+    family = getattr(args, "family", "original")
+    mtl = family == "multilingual"
+    model_id = ("chatterbox-multilingual-" if mtl else "chatterbox-") + f"{args.config}-" + (
+        "checkpoint" if args.checkpoint else "random")
     if args.precision == "fp16":
         model_id += "-fp16"
     origin = ({"kind": "checkpoint", "path": str(args.checkpoint)} if args.checkpoint
@@ -363,13 +393,18 @@ def write_manifest(ctx: ExportContext, tts, args, extra_files: list[Path]) -> di
              "t3_decoder", "flow_encoder", "flow_estimator", "hift", "perth"]
     comps = {k: ctx.components[k] for k in order if k in ctx.components}
     comps.update({k: v for k, v in ctx.components.items() if k not in comps})
+    model = {"id": model_id, "config": args.config, "origin": origin}
+    if mtl:
+        import mtl_side
+
+        model = {"id": model_id, "family": family, "config": args.config, "origin": origin}
     manifest = {
         "schema_version": 1,
-        "model": {"id": model_id, "config": args.config, "origin": origin},
+        "model": model,
         "exporter": versions(),
-        "config": config_numbers(tts, ctx),
-        "generation": GENERATION,
-        "frontends": FRONTENDS,
+        "config": config_numbers(tts, ctx, family),
+        "generation": mtl_side.GENERATION if mtl else GENERATION,
+        "frontends": dict(FRONTENDS, **mtl_side.FRONTENDS) if mtl else FRONTENDS,
         "components": comps,
         "files": [file_entry(p, ctx.out_dir) for p in extra_files],
     }
@@ -382,8 +417,9 @@ def write_manifest(ctx: ExportContext, tts, args, extra_files: list[Path]) -> di
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Export a chatterbox-ort model bundle (docs/BUNDLE.md)")
-    p.add_argument("--family", choices=("original", "turbo"), default="original",
-                   help="original: ChatterboxTTS (default); turbo: ChatterboxTurboTTS")
+    p.add_argument("--family", choices=("original", "turbo", "multilingual"), default="original",
+                   help="original: ChatterboxTTS (default); turbo: ChatterboxTurboTTS; "
+                        "multilingual: ChatterboxMultilingualTTS")
     p.add_argument("--config", choices=("tiny", "full"), required=True)
     p.add_argument("--checkpoint", type=Path, help="upstream checkpoint folder (full config only)")
     p.add_argument("--seed", type=int, default=0)
@@ -394,10 +430,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def clear_out_dir(out: Path) -> None:
-    """Empties an earlier bundle folder; refuses a non-empty folder without manifest.json."""
+def clear_out_dir(out: Path, inputs: tuple = ()) -> None:
+    """Empties an earlier bundle folder; refuses a non-empty folder without manifest.json
+    unless it holds only `inputs` (files the export has read and writes again)."""
     if out.exists() and any(out.iterdir()):
-        if not (out / "manifest.json").is_file():
+        if not (out / "manifest.json").is_file() and not all(p.name in inputs for p in out.iterdir()):
             raise ExportError(f"{out}: exists, is not empty and holds no manifest.json; refusing to overwrite it")
         for p in sorted(out.iterdir()):  # a stale file must never survive into a new bundle
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -420,30 +457,39 @@ def reference_clip(args, out: Path, want_goldens: bool, scratch: Path) -> Path |
 
 
 def run(args) -> dict:
-    if getattr(args, "family", "original") == "turbo":
+    family = getattr(args, "family", "original")
+    if family == "turbo":
         import turbo_side
 
         return turbo_side.run(args)
     import s3gen_side
     import t3_side
 
+    mtl = family == "multilingual"
+    if mtl:
+        import mtl_side
     if args.checkpoint is not None:
         if args.config != "full":
             raise ExportError("--checkpoint needs --config full (a checkpoint has the upstream architecture)")
-        check_checkpoint(args.checkpoint)
+        check_checkpoint(args.checkpoint, family)
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = args.out
-    clear_out_dir(out)
+    vocab = mtl_side.vocab_sources(args.checkpoint) if mtl else None  # before out/ is emptied: it may hold them
+    clear_out_dir(out, tuple(vocab or ()))
     want_goldens = args.config == "tiny" or args.goldens
     ctx = ExportContext(out, args.config, args.seed, args.checkpoint, args.precision, want_goldens=want_goldens)
 
     tok_path = out / "tokenizer.json"
-    if args.checkpoint is not None:
+    extra_files = [tok_path]
+    if mtl:
+        extra_files = mtl_side.write_vocab(out, vocab)
+    elif args.checkpoint is not None:
         shutil.copyfile(args.checkpoint / "tokenizer.json", tok_path)
     else:
         make_tokenizer(tok_path)
-    tts = build_tts(args.config, args.seed, args.checkpoint, tok_path)
+    tts = build_tts(args.config, args.seed, args.checkpoint, tok_path, family)
+    tts_name = type(tts).__name__
 
     scratch = tempfile.TemporaryDirectory(prefix="cbx-export-")  # the clip of a bundle without goldens
     ref_wav = reference_clip(args, out, want_goldens, Path(scratch.name))
@@ -457,41 +503,51 @@ def run(args) -> dict:
         facts["ref_wav"] = {"path": "goldens/ref.wav", "sha256": sha256_file(ref_wav),
                             "made_by": "given with --ref-wav" if args.ref_wav is not None
                             else f"espeak-ng -v en-us -s 180, 0.3 s / 0.5 s of silence around: {REF_SENTENCE}"}
+        if mtl and facts["ref_wav"]["sha256"] == sha256_file(mtl_side.REPO / "onnx/tiny/goldens/ref.wav"):
+            facts["ref_wav"]["same_as"] = "onnx/tiny/goldens/ref.wav"
     if args.checkpoint is not None:
-        tts.conds = load_conds(args.checkpoint / "conds.pt")
+        tts.conds = load_conds(args.checkpoint / "conds.pt", family)
         voice_origin = "conds.pt of the checkpoint"
     else:
         if tts.conds is None:
             with timed("default voice: prepare_conditionals(ref.wav)"):
                 tts.prepare_conditionals(str(ref_wav), exaggeration=GENERATION["exaggeration"])
-        voice_origin = "ChatterboxTTS.prepare_conditionals(goldens/ref.wav)"
+        voice_origin = f"{tts_name}.prepare_conditionals(goldens/ref.wav)"
     voice_shapes = write_voice(tts, out / "voice.safetensors")
     scratch.cleanup()
     log(f"voice.safetensors ({voice_origin}): {voice_shapes}")
 
-    t3_side.export_components(ctx, tts)
+    t3_side.export_components(ctx, tts, mtl_side.alignment_heads(args.config) if mtl else None)
     s3gen_side.export_components(ctx, tts)
 
     if want_goldens:
-        from chatterbox.tts import punc_norm
-
         tts.conds = golden_conds  # goldens use the voice of goldens/ref.wav
+        if mtl:
+            text_tokens, text_facts = mtl_side.text_goldens(ctx, tts)
+            with timed("T3 goldens (multilingual: alignment, analyzer)"):
+                facts["t3"] = mtl_side.t3_goldens(ctx, tts, text_tokens, args.config)
+        else:
+            from chatterbox.tts import punc_norm
 
-        norm = punc_norm(GOLDEN_TEXT)
-        ids = tts.tokenizer.text_to_tokens(norm).long()
-        hp = tts.t3.hp
-        text_tokens = torch.nn.functional.pad(torch.nn.functional.pad(ids, (1, 0), value=hp.start_text_token),
-                                              (0, 1), value=hp.stop_text_token)
-        ctx.add_golden("text_tokens", text_tokens, "[START] + EnTokenizer.text_to_tokens(punc_norm(text)) + [STOP]")
-        with timed("T3 goldens"):
-            facts["t3"] = t3_side.make_goldens(ctx, tts, text_tokens, GENERATION)
+            norm = punc_norm(GOLDEN_TEXT)
+            ids = tts.tokenizer.text_to_tokens(norm).long()
+            hp = tts.t3.hp
+            text_tokens = torch.nn.functional.pad(torch.nn.functional.pad(ids, (1, 0), value=hp.start_text_token),
+                                                  (0, 1), value=hp.stop_text_token)
+            ctx.add_golden("text_tokens", text_tokens, "[START] + EnTokenizer.text_to_tokens(punc_norm(text)) + [STOP]")
+            text_facts = {"text": GOLDEN_TEXT, "normalized_text": norm}
+            with timed("T3 goldens"):
+                facts["t3"] = t3_side.make_goldens(ctx, tts, text_tokens, GENERATION)
         with timed("S3Gen goldens"):
             facts["s3gen"] = s3gen_side.make_goldens(ctx, tts, tts.conds.gen) or {}
-        facts.update({"text": GOLDEN_TEXT, "normalized_text": norm, "seed": args.seed, "generation": GENERATION,
-                      "voice": "the voice of goldens/ref.wav (prepare_conditionals); voice.safetensors = " + voice_origin})
+        facts.update(text_facts)
+        facts.update({"seed": args.seed, "generation": mtl_side.GENERATION if mtl else GENERATION,
+                      "voice": f"the voice of goldens/ref.wav (prepare_conditionals); voice.safetensors = {voice_origin}"})
+        if mtl:
+            facts["family"] = family
         write_goldens(ctx, facts)
 
-    manifest = write_manifest(ctx, tts, args, [tok_path, out / "voice.safetensors"])
+    manifest = write_manifest(ctx, tts, args, extra_files + [out / "voice.safetensors"])
     import verify_bundle
 
     verify_bundle.validate_manifest(manifest)

@@ -12,6 +12,8 @@ Graph contract (docs/BUNDLE.md):
   inputs   inputs_embeds [B, seq, D]; past_len [1] (int64, positions already cached);
            past_key_i, past_value_i [B, H, capacity, hd]
   outputs  logits [B, seq, V]; present_key_i, present_value_i [B, H, capacity, hd]
+The multilingual decoder adds the last output alignment [seq, capacity]: the mean, over its
+aligned heads, of their attention probabilities for batch row 0 (`attention_probs`).
 The new rows take positions past_len .. past_len + seq - 1 (needs past_len + seq <=
 capacity); they attend causally to everything before them. ONNX Runtime's CPU kernel
 needs batch 1 when seq > 1 and past_len > 0 (a prefill after a cached prefix).
@@ -81,20 +83,41 @@ def attend(q, k, v, past_k, past_v, lengths: CacheLengths, num_heads: int, kv_he
                                      kv_heads, float(scale))
 
 
-def io_names(n_layers: int):
+def attention_probs(q: torch.Tensor, keys: torch.Tensor, lengths: CacheLengths, scale: float) -> torch.Tensor:
+    """One head's attention probabilities, as the reference's eager attention computes them:
+    q [seq, hd] (rotary applied) against keys [capacity, hd] (the present cache of its KV
+    head), `softmax(q k^T * scale)` over the positions each row sees (causal: position <=
+    past_len + row; later cache positions, written or not, are never read). [seq, capacity],
+    0 where a position is not visible. `Where` (not an additive mask) keeps whatever an
+    unwritten cache position holds out of the result."""
+    scores = (q @ keys.transpose(0, 1)) * scale
+    capacity = torch._shape_as_tensor(keys)[0]
+    visible = torch.arange(capacity)[None, :] <= lengths.positions[0][:, None]
+    return torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
+
+
+ALIGNMENT = "alignment"
+
+
+def io_names(n_layers: int, alignment: bool = False):
+    """Graph input / output names; `alignment` adds the multilingual decoder's last output."""
     ins, outs = ["inputs_embeds", "past_len"], ["logits"]
     for i in range(n_layers):
         ins += [f"past_key_{i}", f"past_value_{i}"]
         outs += [f"present_key_{i}", f"present_value_{i}"]
+    if alignment:
+        outs.append(ALIGNMENT)
     return ins, outs
 
 
-def dynamic_axes(n_layers: int) -> dict:
+def dynamic_axes(n_layers: int, alignment: bool = False) -> dict:
     axes = {"inputs_embeds": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
     for i in range(n_layers):
         for kind in ("key", "value"):
             axes[f"past_{kind}_{i}"] = {0: "batch", 2: "capacity"}
             axes[f"present_{kind}_{i}"] = {0: "batch", 2: "capacity"}
+    if alignment:
+        axes[ALIGNMENT] = {0: "seq", 1: "capacity"}
     return axes
 
 
@@ -114,7 +137,10 @@ def check_against_reference(name: str, module: torch.nn.Module, reference, cases
                             d: int, kv_heads: int, hd: int, tol: float = 1e-5) -> float:
     """The in-place module vs `reference(inputs_embeds, past list) -> (logits, presents)` (the
     HF forward with a DynamicCache) on (batch, seq, past) cases: logits and the written
-    cache positions. Returns the worst relative error; raises above `tol`."""
+    cache positions. A module with the `alignment` output (one more than logits and the
+    presents) is also compared with the reference's third result, the alignment heads'
+    mean attention [seq, past + seq] of batch row 0; its columns after past + seq must be
+    exactly 0. Returns the worst relative error; raises above `tol`."""
     from common import log, rel_error
 
     worst = 0.0
@@ -124,14 +150,23 @@ def check_against_reference(name: str, module: torch.nn.Module, reference, cases
             inp = example_inputs(g, n_layers, d, kv_heads, hd, b, s, p, cap)
             out = module(*inp)
             past = [t[:, :, :p] for t in inp[2:]]
-            ref_logits, ref_present = reference(inp[0], past)
+            ref = reference(inp[0], past)
+            ref_logits, ref_present = ref[0], ref[1]
             errs = [rel_error(ref_logits.numpy(), out[0].numpy())]
-            for r, got in zip(ref_present, out[1:]):
+            for r, got in zip(ref_present, out[1:1 + 2 * n_layers]):
                 errs.append(rel_error(r.numpy(), got[:, :, :p + s].numpy()))
                 if got[:, :, p + s:].abs().max() != 0:
                     raise RuntimeError(f"{name}: cache positions after past + seq were written")
+            what = f"rel error {max(errs):.3g}"
+            if len(out) > 1 + 2 * n_layers:
+                got = out[1 + 2 * n_layers]
+                if got.shape != (s, cap) or got[:, p + s:].abs().max() != 0:
+                    raise RuntimeError(f"{name}: alignment has shape {tuple(got.shape)} or is non-zero after past + seq")
+                ea = rel_error(ref[2].numpy(), got[:, :p + s].numpy())
+                errs.append(ea)
+                what += f", alignment {ea:.3g}"
             e = max(errs)
-            log(f"  {name} in-place module vs reference forward (batch {b}, seq {s}, past {p}): rel error {e:.3g}")
+            log(f"  {name} in-place module vs reference forward (batch {b}, seq {s}, past {p}): {what}")
             worst = max(worst, e)
     if not worst <= tol:
         raise RuntimeError(f"{name}: the in-place decoder differs from the reference forward: {worst:.3g} > {tol}")

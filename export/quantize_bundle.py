@@ -304,12 +304,15 @@ class KvDecoder:
                    for i in spec["inputs"] if i["name"].startswith(("past_key_", "past_value_"))}
         self.outputs = [o.name for o in self.sess.get_outputs()]
         self.past = 0
+        self.alignment = None  # the multilingual decoder's `alignment` output of the last step
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Runs `x` [B, seq, D]; returns the last position's logits [B, V]."""
         out = self.sess.run(None, {"inputs_embeds": x, "past_len": np.array([self.past], np.int64), **self.kv})
         self.past += x.shape[1]
         self.kv = {"past_" + n[len("present_"):]: v for n, v in zip(self.outputs, out) if n.startswith("present_")}
+        if "alignment" in self.outputs:
+            self.alignment = out[self.outputs.index("alignment")][:, :self.past]
         return out[0][:, -1]
 
 
@@ -405,14 +408,15 @@ def reference_run(fp32_bundle: Path, tokens: int = DEFAULT_TOKENS, seed: int = C
     dec = KvDecoder(fp32_bundle / "t3_decoder.onnx", manifest["components"]["t3_decoder"], batch, capacity, threads)
     rng = np.random.default_rng(seed)
     history = [speech_cfg["start_token"]]
-    inputs, logits = [x], []
+    inputs, logits, alignments = [x], [], []
     for j in range(tokens + 1):
         logits.append(dec.step(inputs[-1]))
+        alignments.append(dec.alignment)
         if j < tokens:
             history.append(_draw(_processed(logits[-1], history, gen, turbo), gen, turbo, speech_cfg["num_codes"], rng))
             inputs.append(speech(history[-1], j + 1))
     return {"manifest": manifest, "turbo": turbo, "batch": batch, "capacity": capacity, "seed": seed,
-            "inputs": inputs, "history": history, "logits": logits}
+            "inputs": inputs, "history": history, "logits": logits, "alignments": alignments}
 
 
 def replay_error(ref: dict, quant_decoder: Path, threads: int = 2, log=print) -> dict:
@@ -425,9 +429,12 @@ def replay_error(ref: dict, quant_decoder: Path, threads: int = 2, log=print) ->
     manifest, turbo = ref["manifest"], ref["turbo"]
     gen = manifest["generation"]
     dec = KvDecoder(quant_decoder, manifest["components"]["t3_decoder"], ref["batch"], ref["capacity"], threads)
-    rel, kl, agree, entropy = [], [], [], []
+    rel, kl, agree, entropy, rel_align = [], [], [], [], []
     for j, (x, lf) in enumerate(zip(ref["inputs"], ref["logits"])):
         lq = dec.step(x)
+        if dec.alignment is not None:
+            af = ref["alignments"][j].astype(np.float64)
+            rel_align.append(float(np.linalg.norm(dec.alignment - af) / np.linalg.norm(af)))
         rel += [float(np.linalg.norm(q - f) / np.linalg.norm(f)) for f, q in zip(lf.astype(np.float64), lq)]
         history = ref["history"][:j + 1]
         pf, pq = _processed(lf, history, gen, turbo), _processed(lq, history, gen, turbo)
@@ -449,9 +456,12 @@ def replay_error(ref: dict, quant_decoder: Path, threads: int = 2, log=print) ->
         "argmax_agreement": float(np.mean(agree)),
         "fp32_entropy_mean": float(np.mean(entropy)),
     }
+    if rel_align:  # multilingual: the alignment heads' attention (t3_decoder's `alignment` output)
+        res["alignment_max_rel_error"] = max(rel_align)
     log(f"  t3_decoder vs fp32, prefill {res['prefill']} + {tokens} forced tokens (batch {res['batch']}): "
         f"logits rel error max {res['max_rel_error']:.3g} median {res['median_rel_error']:.3g}, "
-        f"KL mean {res['kl_mean']:.3g} max {res['kl_max']:.3g}, argmax agreement {100 * res['argmax_agreement']:.1f} %")
+        f"KL mean {res['kl_mean']:.3g} max {res['kl_max']:.3g}, argmax agreement {100 * res['argmax_agreement']:.1f} %"
+        + (f", alignment rel error max {res['alignment_max_rel_error']:.3g}" if rel_align else ""))
     return res
 
 
@@ -511,6 +521,7 @@ def quantize_bundle(src: Path, out: Path, precision: str, block_size: int = DEFA
         "kl_max": err["kl_max"],
         "argmax_agreement": err["argmax_agreement"],
         "max_rel_error_fp32": prev["max_rel_error"],
+        **({"alignment_max_rel_error": err["alignment_max_rel_error"]} if "alignment_max_rel_error" in err else {}),
         "lengths": [{"batch": err["batch"], "seq": err["prefill"], "past": 0},
                     {"batch": err["batch"], "seq": 1, "past": err["prefill"], "steps": err["tokens"]}],
     }

@@ -140,23 +140,34 @@ def _checkpoint_file(checkpoint: Path, name: str = "s3gen.safetensors") -> Path:
     return f
 
 
-def build_s3gen(config: str, seed: int, checkpoint: Optional[Path] = None, meanflow: bool = False):
+def build_s3gen(config: str, seed: int, checkpoint: Optional[Path] = None, meanflow: bool = False,
+                filename: Optional[str] = None, strict: Optional[bool] = None):
     """The reference S3Gen (S3Token2Wav) in eval mode: tiny / full random
     (seeded_init) or loaded from s3gen.safetensors like ChatterboxTTS.from_local.
     meanflow=True: Turbo's S3Gen(meanflow=True), from s3gen_meanflow.safetensors
-    (ChatterboxTurboTTS.from_local loads it with strict=True: unused keys are an error)."""
+    (ChatterboxTurboTTS.from_local loads it with strict=True: unused keys are an error).
+    `filename` names another checkpoint file (a `.pt` is read with torch.load, weights_only,
+    as ChatterboxMultilingualTTS.from_local reads s3gen.pt); `strict` (default: meanflow)
+    makes keys S3Gen does not use an error, as a strict load_state_dict does."""
     from chatterbox.models.s3gen import S3Gen
 
     if config not in ("tiny", "full"):
         raise ValueError(f"unknown config {config!r} (tiny | full)")
+    if strict is None:
+        strict = meanflow
     if checkpoint is not None:
         if config != "full":
             raise ValueError("a checkpoint needs config 'full'")
-        f = _checkpoint_file(checkpoint, "s3gen_meanflow.safetensors" if meanflow else "s3gen.safetensors")
+        f = _checkpoint_file(checkpoint, filename or ("s3gen_meanflow.safetensors" if meanflow else "s3gen.safetensors"))
         try:
-            from safetensors.torch import load_file
+            if f.suffix == ".pt":
+                state = torch.load(str(f), map_location="cpu", weights_only=True)
+                if not isinstance(state, dict):
+                    raise TypeError(f"a {type(state).__name__}, not a state dict")
+            else:
+                from safetensors.torch import load_file
 
-            state = load_file(str(f))
+                state = load_file(str(f))
         except Exception as e:  # noqa: BLE001
             raise RuntimeError(f"S3Gen checkpoint file malformed: {f}: {type(e).__name__}: {e}") from None
         s3 = S3Gen(meanflow=True) if meanflow else S3Gen()
@@ -168,9 +179,10 @@ def build_s3gen(config: str, seed: int, checkpoint: Optional[Path] = None, meanf
             raise RuntimeError(
                 f"S3Gen checkpoint file malformed: {f}: {len(missing)} missing weights (e.g. {missing[:3]})"
             )
-        if unexpected and meanflow:  # from_local of Turbo loads strictly
+        if unexpected and strict:  # from_local of Turbo / multilingual loads strictly
             raise RuntimeError(
-                f"S3Gen checkpoint file malformed: {f}: {len(unexpected)} keys not in S3Gen(meanflow=True) (e.g. {unexpected[:3]})"
+                f"S3Gen checkpoint file malformed: {f}: {len(unexpected)} keys not in "
+                f"{'S3Gen(meanflow=True)' if meanflow else 'S3Gen'} (e.g. {unexpected[:3]})"
             )
         if unexpected:  # ignored by the reference as well
             log(f"WARNING {f}: {len(unexpected)} keys not used by S3Gen (e.g. {unexpected[:3]})")

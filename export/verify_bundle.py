@@ -1,4 +1,4 @@
-"""Checks a chatterbox-ort bundle (docs/BUNDLE.md), original or turbo family.
+"""Checks a chatterbox-ort bundle (docs/BUNDLE.md), original, turbo or multilingual family.
 
     python export/verify_bundle.py BUNDLE_DIR [--reproduce]
 
@@ -46,7 +46,7 @@ _TYPES = {
 def _check(value, schema: dict, root: dict, where: str) -> None:
     """A validator for the JSON Schema subset manifest.schema.json uses
     ($ref, type, const, enum, required, properties, additionalProperties, items,
-    minItems, maxItems, minimum, minLength, pattern, allOf, if / then / else)."""
+    minItems, maxItems, contains, minimum, minLength, pattern, allOf, if / then / else)."""
     for sub in schema.get("allOf", []):
         _check(value, sub, root, where)
     if "if" in schema:
@@ -96,6 +96,16 @@ def _check(value, schema: dict, root: dict, where: str) -> None:
         if "items" in schema:
             for i, v in enumerate(value):
                 _check(v, schema["items"], root, f"{where}[{i}]")
+        if "contains" in schema:
+            def holds(v):
+                try:
+                    _check(v, schema["contains"], root, where)
+                    return True
+                except SchemaError:
+                    return False
+
+            if not any(holds(v) for v in value):
+                raise SchemaError(f"{where}: no item matches {json.dumps(schema['contains'])}")
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             raise SchemaError(f"{where}: string too short")
@@ -203,13 +213,22 @@ def t3_golden_tolerance(manifest: dict) -> float:
     return GOLDEN_TOLERANCE
 
 
-def sampler_reference(logits2, history, cfg_weight, penalty, temperature, min_p, top_p):
-    """The host-side sampler of docs/BUNDLE.md in numpy (CFG, repetition penalty,
-    temperature, min_p, top_p), used to check that description against the goldens."""
+def cfg_mix(logits2, cfg_weight):
+    """CFG of docs/BUNDLE.md: cond + w (cond - uncond), float32."""
     import numpy as np
 
     c, u = logits2[0].astype(np.float32), logits2[1].astype(np.float32)
-    x = c + np.float32(cfg_weight) * (c - u)
+    return c + np.float32(cfg_weight) * (c - u)
+
+
+def sampler_reference(logits2, history, cfg_weight, penalty, temperature, min_p, top_p, mixed=None):
+    """The host-side sampler of docs/BUNDLE.md in numpy (CFG, repetition penalty,
+    temperature, min_p, top_p), used to check that description against the goldens.
+    `mixed`: the row to continue from instead of the CFG of `logits2` (the multilingual
+    family: the alignment analyzer's output)."""
+    import numpy as np
+
+    x = cfg_mix(logits2, cfg_weight) if mixed is None else mixed.astype(np.float32).copy()
     ids = np.unique(history)
     v = x[ids]
     x[ids] = np.where(v < 0, v * np.float32(penalty), v / np.float32(penalty))
@@ -262,13 +281,15 @@ def check_tokenizer(bundle: Path, facts: dict) -> list[str]:
     return [f"tokenizer.json: {t!r} does not give the golden ids" for t in bad]
 
 
-def decode_chain(run, manifest, prefill, steps):
+def decode_chain(run, manifest, prefill, steps, alignments=None):
     """t3_decoder as the engine runs it: `prefill` [B, S, D], then `steps[:, j]` for
     j >= 1, on one capacity-sized cache (past_len grows; the present_* outputs are fed
-    back as past_*). Returns the last-position logits of each call, [B, steps, V]."""
+    back as past_*). Returns the last-position logits of each call, [B, steps, V]. A list
+    given as `alignments` receives each call's `alignment` output (multilingual)."""
     import numpy as np
 
     dec = manifest["components"]["t3_decoder"]
+    names = [o["name"] for o in dec["outputs"]]
     batch = prefill.shape[0]
     n_steps = steps.shape[1]
     capacity = prefill.shape[1] + n_steps - 1
@@ -281,6 +302,8 @@ def decode_chain(run, manifest, prefill, steps):
         out = run("t3_decoder", inputs_embeds=x, past_len=np.array([past], np.int64), **kv)
         past += x.shape[1]
         logits.append(out[0][:, -1])
+        if alignments is not None:
+            alignments.append(out[names.index("alignment")])
         kv = {f"past_{kind}_{i}": out[1 + 2 * i + (kind == "value")] for i in range(n_layers) for kind in ("key", "value")}
     return np.stack(logits, 1)
 
@@ -367,6 +390,127 @@ def check_goldens_turbo(bundle: Path, manifest: dict, g: dict, facts: dict, run,
     return errors
 
 
+class AnalyzerReference:
+    """AlignmentStreamAnalyzer.step of chatterbox-tts 0.1.7 as docs/BUNDLE.md describes it
+    (the multilingual family), in numpy: checks that description against the goldens.
+    `step(rows, logits, token)`: `rows` the aligned heads' mean the call produced (for the
+    first step the prefill's rows j.. (j = end of the text), after that the step's one row),
+    `logits` the CFG row, `token` the last generated token (BOS first)."""
+
+    def __init__(self, text_slice, eos):
+        import numpy as np
+
+        self.i, self.j = text_slice
+        self.eos = eos
+        self.alignment = np.zeros((0, self.j - self.i), np.float32)
+        self.frame = 0
+        self.text_position = 0
+        self.started, self.started_at = False, None
+        self.complete, self.completed_at = False, None
+        self.tokens = []
+
+    def step(self, rows, logits, token):
+        import numpy as np
+
+        chunk = np.array(rows[:, self.i:self.j], np.float32)
+        chunk[:, self.frame + 1:] = 0  # nothing after the frame count (a crude monotonic mask)
+        self.alignment = a = np.concatenate([self.alignment, chunk], 0)
+        t, s = a.shape
+        cur = int(np.argmax(chunk[-1]))
+        if -4 < cur - self.text_position < 7:  # else a discontinuity: the position stays
+            self.text_position = cur
+        false_start = (not self.started) and (a[-2:, -2:].max() > 0.1 or a[:, :4].max() < 0.5)
+        self.started = not false_start
+        if self.started and self.started_at is None:
+            self.started_at = t
+        self.complete = self.complete or self.text_position >= s - 3
+        if self.complete and self.completed_at is None:
+            self.completed_at = t
+        long_tail = self.complete and a[self.completed_at:, -3:].sum(0).max() >= 5
+        repetition = self.complete and a[self.completed_at:, :-5].max(1).sum() > 5
+        self.tokens = (self.tokens + [int(token)])[-8:]
+        token_repetition = len(self.tokens) >= 3 and self.tokens[-1] == self.tokens[-2]
+        out = np.array(logits, np.float32).copy()
+        if cur < s - 3 and s > 5:
+            out[..., self.eos] = -2.0 ** 15
+        forced = bool(long_tail or repetition or token_repetition)
+        if forced:
+            out[...] = -2.0 ** 15
+            out[..., self.eos] = 2.0 ** 15
+        self.frame += 1
+        return out, {"cur_text_posn": cur, "text_position": int(self.text_position), "started": bool(self.started),
+                     "complete": bool(self.complete), "eos_forced": forced}
+
+
+def check_goldens_multilingual(bundle: Path, manifest: dict, g: dict, facts: dict, alignments: list, compare) -> list[str]:
+    """The multilingual additions: tokenizer.json on the golden text, t3_decoder's
+    `alignment` (from the T3 chain just run) against tf_alignment_*, and the analyzer rules
+    of docs/BUNDLE.md against the reference analyzer's runs (teacher-forced and sampled),
+    first on the golden alignment rows, then on the bundle's own decoder output."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    errors = []
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    ids = tok.encode(facts["tokenizer_input"]).ids
+    print(f"  golden tokenizer: {facts['tokenizer_input']!r} -> {'the golden ids' if ids == facts['text_token_ids'] else 'OTHER ids'}")
+    if ids != facts["text_token_ids"] or g["text_tokens"][0, 1:-1].tolist() != ids:
+        errors.append("tokenizer.json does not give the golden text ids")
+    cj = manifest["config"]["text"]["cangjie"]
+    if cj not in {f["path"] for f in manifest["files"]}:
+        errors.append(f"config.text.cangjie {cj} is not among the manifest's files")
+    al = facts["t3"]["alignment"]
+    i, j = al["text_slice"]
+    t0 = al["prefill_len"]
+    if any(np.any(a[:, t0 + k:] != 0) for k, a in enumerate(alignments)):
+        errors.append("t3_decoder alignment is not 0 after the positions a call sees")
+    tol = t3_golden_tolerance(manifest)
+    compare("t3_decoder alignment (prefill rows j..) vs tf_alignment_prefill", g["tf_alignment_prefill"],
+            alignments[0][j:, :t0], tol=tol)
+    compare("t3_decoder alignment (steps) vs tf_alignment_steps", g["tf_alignment_steps"],
+            np.concatenate([a for a in alignments[1:]], 0), tol=tol)
+    gen = manifest["generation"]
+    eos = manifest["config"]["speech"]["stop_token"]
+
+    def replay(what, rows, ins, outs, tokens, states, required=True):
+        ref = AnalyzerReference((i, j), eos)
+        bad = []
+        for k, (r, x, tk) in enumerate(zip(rows, ins, tokens)):
+            y, st = ref.step(r, x, tk)
+            if outs is not None and not np.array_equal(y, outs[k]):
+                bad.append(f"step {k}: logits")
+            for key, v in st.items():
+                if states[key][k] != v:
+                    bad.append(f"step {k}: {key} {v} != {states[key][k]}")
+        print(f"  golden analyzer {what}: {len(ins)} steps, {'as the reference' if not bad else bad[:3]}")
+        if bad and required:
+            errors.append(f"golden analyzer {what}: the BUNDLE.md rules differ from the reference ({bad[0]})")
+
+    tf = g["tf_speech_tokens"][0]
+    n = tf.shape[0]
+    steps = g["tf_alignment_steps"]
+    tf_rows = [g["tf_alignment_prefill"]] + [steps[k - 1:k, :t0 + k] for k in range(1, n)]
+    tf_in = [cfg_mix(g["tf_logits"][:, k], gen["cfg_weight"]) for k in range(n)]
+    compare("CFG(tf_logits) vs analyzer_tf_in", g["analyzer_tf_in"], np.stack(tf_in), tol=1e-5)
+    replay("teacher-forced (golden rows)", tf_rows, g["analyzer_tf_in"], g["analyzer_tf_out"], tf, facts["t3"]["alignment"]["analyzer_tf"])
+    own_rows = [alignments[0][j:, :t0]] + [a[:, :t0 + k] for k, a in enumerate(alignments[1:], 1)]
+    # a quantized decoder's rows may move an argmax: informative only there
+    quantized = manifest["components"]["t3_decoder"]["precision"] in ("int8", "int4")
+    replay("teacher-forced (this bundle's decoder)", own_rows, g["analyzer_tf_in"], None, tf,
+           facts["t3"]["alignment"]["analyzer_tf"], required=not quantized)
+
+    sampled = facts["t3"]["analyzer_sampled"]
+    m = g["analyzer_sampled_in"].shape[0]
+    st = g["analyzer_sampled_attn_steps"]
+    rows = [g["tf_alignment_prefill"]] + [st[k - 1:k, :t0 + k] for k in range(1, m)]
+    tokens = [manifest["config"]["speech"]["start_token"]] + g["t3_sampled_tokens"].tolist()
+    replay("sampled", rows, g["analyzer_sampled_in"], g["analyzer_sampled_out"], tokens[:m], sampled)
+    for k in facts["t3"].get("sampler_steps", []):
+        compare(f"CFG(sampler_logits_{k}) vs analyzer_sampled_in[{k}]", g["analyzer_sampled_in"][k],
+                cfg_mix(g[f"sampler_logits_{k}"], gen["cfg_weight"]), tol=1e-6)
+    return errors
+
+
 def check_goldens(bundle: Path, manifest: dict) -> list[str]:
     """Runs the bundle's graphs on the golden inputs and compares with the reference
     outputs in goldens/goldens.safetensors (T3 chain, sampler rules, S3Gen chain)."""
@@ -435,13 +579,18 @@ def check_goldens(bundle: Path, manifest: dict) -> list[str]:
     bos = run("t3_speech_embed", tokens=np.full((2, 1), 6561, np.int64), positions=np.zeros((2, 1), np.int64))[0]
     sp = run("t3_speech_embed", tokens=np.concatenate([tf] * 2), positions=np.tile(np.arange(s, dtype=np.int64), (2, 1)))[0]
     x = np.concatenate([np.concatenate([cond] * 2), te + tp, bos, sp[:, :1]], 1)
-    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], decode_chain(run, manifest, x, sp),
+    mtl = manifest["model"].get("family", "original") == "multilingual"
+    alignments = [] if mtl else None
+    compare("t3 prefill + cached decode vs tf_logits", g["tf_logits"], decode_chain(run, manifest, x, sp, alignments),
             tol=t3_golden_tolerance(manifest))
+    if mtl:
+        errors += check_goldens_multilingual(bundle, manifest, g, facts, alignments, compare)
 
-    # sampler rules
+    # sampler rules (multilingual: continuing from the analyzer's output)
     for k in facts.get("t3", {}).get("sampler_steps", []):
         got = sampler_reference(g[f"sampler_logits_{k}"], g[f"sampler_history_{k}"], gen["cfg_weight"],
-                                gen["repetition_penalty"], gen["temperature"], gen["min_p"], gen["top_p"])
+                                gen["repetition_penalty"], gen["temperature"], gen["min_p"], gen["top_p"],
+                                mixed=g["analyzer_sampled_out"][k] if mtl else None)
         ref = g[f"sampler_processed_{k}"]
         same_mask = np.array_equal(np.isinf(ref), np.isinf(got))
         fin = np.isfinite(ref)
