@@ -186,6 +186,10 @@ typedef struct CbxRequest {
     // <= 1048576. Appended after the first version: a caller built against an older header gets
     // the bundle's default.
     uint32_t top_k;
+    // The text's language, NUL-terminated ASCII (`"fr"`, `"zh"`): required by a
+    // multilingual bundle (one of `cbx_engine_language`), empty (all NUL) for the others.
+    // Appended after the second version: an older caller gets none.
+    char language[8];
 } CbxRequest;
 
 // Receives streamed audio: `count` mono samples (as `CbxAudio`) at `sample_rate`
@@ -441,7 +445,18 @@ enum CbxStatus cbx_engine_set_residency(const struct CbxEngine *engine, const ch
 // `engine` is NULL or a live engine; `out_json` is NULL or writable.
 enum CbxStatus cbx_engine_stats_json(const struct CbxEngine *engine, char **out_json);
 
-// Frees a string returned by this library (`cbx_engine_stats_json`).
+// The languages of the engine's bundle, comma-separated ids in the manifest's order
+// (`"ar,da,de,..."`; a multilingual bundle), or an empty string (other bundles, which
+// take no `CbxRequest.language`). Free `*out_list` with `cbx_string_free`.
+//
+// Thread-safety: callable from any thread.
+//
+// # Safety
+// `engine` is NULL or a live engine; `out_list` is NULL or writable.
+enum CbxStatus cbx_engine_languages(const struct CbxEngine *engine, char **out_list);
+
+// Frees a string returned by this library (`cbx_engine_stats_json`,
+// `cbx_engine_languages`).
 // NULL is a no-op. Never pass it strings from `cbx_last_error_message`,
 // `cbx_status_name` or the version functions: those are not owned by the
 // caller.

@@ -305,28 +305,74 @@ fn check_wav(path: &Path, tokens: usize) {
     );
 }
 
-#[test]
-fn python_ctypes_example_writes_a_wav() {
-    let dir = scratch("python");
-    let wav = dir.join("hello.wav");
-    let output = run(Command::new("python3")
+/// `examples/python/synth.py` on `bundle_dir` with `extra` arguments.
+fn python_example(bundle_dir: &Path, wav: &Path, extra: &[&str]) -> Output {
+    run(Command::new("python3")
         .arg(root().join("examples/python/synth.py"))
         .arg("--library")
         .arg(cdylib())
         .arg("--bundle")
-        .arg(bundle())
+        .arg(bundle_dir)
         .arg("--out")
-        .arg(&wav)
-        .args([
+        .arg(wav)
+        .args(extra))
+}
+
+#[test]
+fn python_ctypes_example_speaks_a_language_of_a_multilingual_bundle() {
+    let dir = scratch("python_mtl");
+    let wav = dir.join("bonjour.wav");
+    let mtl = root().join("onnx/tiny-multilingual");
+    let args = [
+        "--max-new-tokens",
+        "4",
+        "--min-new-tokens",
+        "4",
+        "--flow-steps",
+        "1",
+        "--no-watermark",
+    ];
+    let output = python_example(
+        &mtl,
+        &wav,
+        &[&args[..], &["--language", "fr", "Bonjour."]].concat(),
+    );
+    assert!(
+        output.status.success(),
+        "synth.py --language fr failed:\n{}",
+        show(&output)
+    );
+    check_wav(&wav, 4);
+    // Without a language the library refuses, naming the field.
+    let output = python_example(
+        &mtl,
+        &dir.join("none.wav"),
+        &[&args[..], &["Bonjour."]].concat(),
+    );
+    assert!(!output.status.success());
+    assert!(show(&output).contains("language"), "{}", show(&output));
+}
+
+#[test]
+fn python_ctypes_example_writes_a_wav() {
+    let dir = scratch("python");
+    let wav = dir.join("hello.wav");
+    let output = python_example(
+        &bundle(),
+        &wav,
+        &[
             "--max-new-tokens",
             "4",
             "--min-new-tokens",
             "4",
             "--flow-steps",
             "2",
-        ])
-        .args(["--seed", "11", "--no-watermark"])
-        .arg("Hello from Python."));
+            "--seed",
+            "11",
+            "--no-watermark",
+            "Hello from Python.",
+        ],
+    );
     assert!(
         output.status.success(),
         "examples/python/synth.py failed:\n{}",
@@ -805,5 +851,69 @@ mod token_streaming {
             ),
             (20, 40, 0)
         );
+    }
+}
+
+/// The multilingual bundle through the C ABI: its language list, and a request's
+/// `language` field reaching the engine (synthesis in a language and the error without).
+mod multilingual {
+    use std::ffi::{CStr, CString};
+    use std::ptr::{null, null_mut};
+
+    use chatterbox_ort::ffi::*;
+
+    #[test]
+    fn languages_and_the_request_field() {
+        let dir = super::root().join("onnx/tiny-multilingual");
+        let dir = CString::new(dir.to_str().expect("a UTF-8 path")).unwrap();
+        let text = CString::new("Bonjour.").unwrap();
+        // SAFETY: live structs and strings for every call; every object freed once.
+        unsafe {
+            let mut options = CbxEngineOptions::default();
+            assert_eq!(cbx_engine_options_default(&mut options), CbxStatus::CBX_OK);
+            options.bundle_dir = dir.as_ptr();
+            options.threads = 1;
+            let mut engine = null_mut();
+            assert_eq!(cbx_engine_create(&options, &mut engine), CbxStatus::CBX_OK);
+
+            let mut list = null_mut();
+            assert_eq!(cbx_engine_languages(engine, &mut list), CbxStatus::CBX_OK);
+            let ids = CStr::from_ptr(list).to_str().unwrap().to_string();
+            cbx_string_free(list);
+            assert_eq!(ids.split(',').count(), 23, "{ids}");
+            assert!(
+                ids.starts_with("ar,da,de,") && ids.ends_with(",zh"),
+                "{ids}"
+            );
+
+            let mut request = std::mem::zeroed::<CbxRequest>();
+            assert_eq!(cbx_request_default(engine, &mut request), CbxStatus::CBX_OK);
+            assert!(
+                request.language.iter().all(|&c| c == 0),
+                "a default language"
+            );
+            request.max_new_tokens = 4;
+            request.min_new_tokens = 4;
+            request.flow_steps = 1;
+            let mut audio = null_mut();
+            let status = cbx_synthesize(engine, text.as_ptr(), null(), &request, &mut audio);
+            assert_eq!(status, CbxStatus::CBX_INVALID_ARGUMENT);
+            let msg = CStr::from_ptr(cbx_last_error_message()).to_string_lossy();
+            assert!(msg.contains("language") && msg.contains("fr"), "{msg}");
+
+            for (n, b) in b"FR\0".iter().enumerate() {
+                request.language[n] = *b as std::ffi::c_char;
+            }
+            let status = cbx_synthesize(engine, text.as_ptr(), null(), &request, &mut audio);
+            assert_eq!(status, CbxStatus::CBX_OK);
+            let (mut data, mut count, mut rate) = (null(), 0usize, 0u32);
+            assert_eq!(
+                cbx_audio_samples(audio, &mut data, &mut count, &mut rate),
+                CbxStatus::CBX_OK
+            );
+            assert_eq!(count, 4 * 960);
+            cbx_audio_free(audio);
+            cbx_engine_free(engine);
+        }
     }
 }

@@ -48,6 +48,7 @@ class CbxRequest(ctypes.Structure):
         ("flow_steps", ctypes.c_uint32),
         ("watermark", ctypes.c_int32),
         ("top_k", ctypes.c_uint32),
+        ("language", ctypes.c_char * 8),
     ]
 
 
@@ -143,6 +144,7 @@ def main():
     parser.add_argument("--out", required=True, help="WAV file to write")
     parser.add_argument("--library", default=default_library_path(), help="path of libchatterbox_ort.so")
     parser.add_argument("--voice", help="reference WAV to clone (default: the bundle's voice)")
+    parser.add_argument("--language", help="the text's language on a multilingual bundle (fr, zh, ...)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int)
     parser.add_argument("--min-new-tokens", type=int)
@@ -172,6 +174,8 @@ def main():
         request = CbxRequest()
         check(lib, "cbx_request_default", lib.cbx_request_default(engine, ctypes.byref(request)))
         request.seed = args.seed
+        if args.language:
+            request.language = args.language.encode("ascii")
         if args.max_new_tokens is not None:
             request.max_new_tokens = args.max_new_tokens
         if args.min_new_tokens is not None:

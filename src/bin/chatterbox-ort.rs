@@ -24,6 +24,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use chatterbox_ort::bundle::{Bundle, GenerationDefaults};
+use chatterbox_ort::multilingual::Language;
 use chatterbox_ort::output::OutputWriter;
 use chatterbox_ort::{
     audio, conditioning, limits, Engine, EngineOptions, ErrorKind, Request, StreamChunk,
@@ -108,6 +109,10 @@ struct SayArgs {
     /// finished ones into audio (the same audio, sooner on a machine with spare cores).
     #[arg(long)]
     overlap: bool,
+    /// The text's language (multilingual bundles, required there: `fr`, `zh`, ...;
+    /// `info` lists a bundle's languages).
+    #[arg(long, value_name = "ID", value_parser = parse_language)]
+    language: Option<Language>,
     /// Reference clip to clone the voice from (WAV, any rate).
     #[arg(long, value_name = "WAV", conflicts_with = "voice_file")]
     voice: Option<PathBuf>,
@@ -444,7 +449,13 @@ fn request(defaults: &GenerationDefaults, args: &SayArgs) -> Request {
     if args.no_watermark {
         r.watermark = false;
     }
+    r.language = args.language;
     r
+}
+
+/// `--language`: two or three letters (which ones a bundle supports is checked later).
+fn parse_language(s: &str) -> std::result::Result<Language, String> {
+    Language::parse(s).map_err(|e| e.to_string())
 }
 
 /// The input files of a `say` (an output path must not be one of them).
@@ -533,7 +544,7 @@ fn say(args: SayArgs) -> Result<()> {
     } else {
         engine.default_voice()
     };
-    let chunks = engine.text_chunks(&text)?.len();
+    let chunks = engine.text_chunks(&text, req.language)?.len();
     let rate = engine.bundle().config().s3gen.sample_rate;
 
     let bar = ProgressBar::with_draw_target(Some(chunks as u64), ProgressDrawTarget::stderr());
@@ -983,6 +994,14 @@ fn info(args: EngineArgs) -> Result<()> {
         m.model.family.reference()
     );
     println!("origin      {}", m.model.origin);
+    let languages = &m.config.text.languages;
+    if !languages.is_empty() {
+        let list: Vec<String> = languages
+            .iter()
+            .map(|l| format!("{} ({})", l.id, l.name))
+            .collect();
+        println!("languages   {} ({})", languages.len(), list.join(", "));
+    }
     println!("components:");
     let mut total = 0u64;
     for (name, spec) in &m.components {

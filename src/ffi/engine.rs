@@ -6,6 +6,8 @@ use std::mem::size_of;
 use super::args::{self, Versioned};
 use super::status::{guard, guard_value, CbxStatus, FfiError, FfiResult};
 use crate::engine::{Engine, EngineOptions, Provider, Request};
+use crate::error::{Error, Result};
+use crate::multilingual::Language;
 use crate::residency::ResidencyOptions;
 
 /// An execution provider: one of the `CBX_PROVIDER_*` values.
@@ -108,6 +110,10 @@ pub struct CbxRequest {
     /// <= 1048576. Appended after the first version: a caller built against an older header gets
     /// the bundle's default.
     pub top_k: u32,
+    /// The text's language, NUL-terminated ASCII (`"fr"`, `"zh"`): required by a
+    /// multilingual bundle (one of `cbx_engine_language`), empty (all NUL) for the others.
+    /// Appended after the second version: an older caller gets none.
+    pub language: [c_char; 8],
 }
 
 impl Versioned for CbxRequest {
@@ -132,11 +138,12 @@ impl CbxRequest {
             flow_steps: u32::try_from(request.flow_steps).unwrap_or(u32::MAX),
             watermark: i32::from(request.watermark),
             top_k: u32::try_from(request.top_k).unwrap_or(u32::MAX),
+            language: language_field(request.language),
         }
     }
 
-    fn to_request(self) -> Request {
-        Request {
+    fn to_request(self) -> Result<Request> {
+        Ok(Request {
             exaggeration: self.exaggeration,
             cfg_weight: self.cfg_weight,
             temperature: self.temperature,
@@ -149,8 +156,41 @@ impl CbxRequest {
             flow_steps: self.flow_steps as usize,
             watermark: self.watermark != 0,
             top_k: self.top_k as usize,
+            language: parse_language_field(&self.language)?,
+        })
+    }
+}
+
+/// `CbxRequest::language` of a request language.
+fn language_field(language: Option<Language>) -> [c_char; 8] {
+    let mut out = [0 as c_char; 8];
+    if let Some(l) = language {
+        for (d, b) in out.iter_mut().zip(l.as_str().bytes()) {
+            *d = b as c_char;
         }
     }
+    out
+}
+
+/// The language of a `CbxRequest::language` field: up to the first NUL; all NUL is none.
+fn parse_language_field(field: &[c_char; 8]) -> Result<Option<Language>> {
+    let bytes: Vec<u8> = field
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if bytes.len() == field.len() {
+        return Err(Error::invalid_argument(
+            "language",
+            "CbxRequest.language is not NUL-terminated",
+        ));
+    }
+    let id = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::invalid_argument("language", "CbxRequest.language is not ASCII"))?;
+    Language::parse(id).map(Some)
 }
 
 /// A loaded engine: the bundle's sessions, under a residency policy.
@@ -183,7 +223,7 @@ pub(crate) unsafe fn request_arg(
     // SAFETY: non-NULL, the caller's contract covers `struct_size` bytes.
     let c_request =
         unsafe { args::read_versioned(request, CbxRequest::from_request(&defaults), "request") }?;
-    Ok(c_request.to_request())
+    Ok(c_request.to_request()?)
 }
 
 fn residency_arg(preset: &str) -> FfiResult<ResidencyOptions> {
@@ -367,19 +407,52 @@ pub unsafe extern "C" fn cbx_engine_stats_json(
         // SAFETY: the caller's contract.
         let out = unsafe { args::out_ptr(out_json, "out_json") }?;
         let engine = unsafe { args::borrow(engine, "engine") }?;
-        let json = engine.engine.stats_json()?;
-        let cstring = CString::new(json).map_err(|_| {
-            FfiError::new(
-                CbxStatus::CBX_INTERNAL,
-                "the stats JSON contains a NUL byte",
-            )
-        })?;
-        *out = cstring.into_raw();
+        *out = owned_string(engine.engine.stats_json()?, "the stats JSON")?;
         Ok(())
     })
 }
 
-/// Frees a string returned by this library (`cbx_engine_stats_json`).
+/// The languages of the engine's bundle, comma-separated ids in the manifest's order
+/// (`"ar,da,de,..."`; a multilingual bundle), or an empty string (other bundles, which
+/// take no `CbxRequest.language`). Free `*out_list` with `cbx_string_free`.
+///
+/// Thread-safety: callable from any thread.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `out_list` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cbx_engine_languages(
+    engine: *const CbxEngine,
+    out_list: *mut *mut c_char,
+) -> CbxStatus {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { args::out_ptr(out_list, "out_list") }?;
+        let engine = unsafe { args::borrow(engine, "engine") }?;
+        let ids: Vec<&str> = engine
+            .engine
+            .languages()
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect();
+        *out = owned_string(ids.join(","), "the language list")?;
+        Ok(())
+    })
+}
+
+/// `s` as a string the caller frees with `cbx_string_free`.
+fn owned_string(s: String, what: &str) -> FfiResult<*mut c_char> {
+    let cstring = CString::new(s).map_err(|_| {
+        FfiError::new(
+            CbxStatus::CBX_INTERNAL,
+            format!("{what} contains a NUL byte"),
+        )
+    })?;
+    Ok(cstring.into_raw())
+}
+
+/// Frees a string returned by this library (`cbx_engine_stats_json`,
+/// `cbx_engine_languages`).
 /// NULL is a no-op. Never pass it strings from `cbx_last_error_message`,
 /// `cbx_status_name` or the version functions: those are not owned by the
 /// caller.

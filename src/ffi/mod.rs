@@ -48,9 +48,10 @@ pub use convert::{
     cbx_vc_target_from_wav_file, CbxConvertRequest, CbxVcTarget,
 };
 pub use engine::{
-    cbx_engine_create, cbx_engine_free, cbx_engine_options_default, cbx_engine_set_residency,
-    cbx_engine_stats_json, cbx_request_default, cbx_string_free, CbxEngine, CbxEngineOptions,
-    CbxProvider, CbxRequest, CBX_PROVIDER_AUTO, CBX_PROVIDER_CPU, CBX_PROVIDER_CUDA,
+    cbx_engine_create, cbx_engine_free, cbx_engine_languages, cbx_engine_options_default,
+    cbx_engine_set_residency, cbx_engine_stats_json, cbx_request_default, cbx_string_free,
+    CbxEngine, CbxEngineOptions, CbxProvider, CbxRequest, CBX_PROVIDER_AUTO, CBX_PROVIDER_CPU,
+    CBX_PROVIDER_CUDA,
 };
 pub use status::{cbx_last_error_message, cbx_status_name, CbxStatus};
 pub use stream::{

@@ -400,6 +400,25 @@ static void test_synthesis_errors(const CbxEngine *engine) {
     bad.struct_size = 0;
     EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
                   "struct_size");
+    /* A language on a bundle without languages; a field with no NUL; not a language id. */
+    bad = request;
+    strcpy(bad.language, "fr");
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "no languages");
+    bad = request;
+    memset(bad.language, 'a', sizeof bad.language);
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "NUL-terminated");
+    bad = request;
+    strcpy(bad.language, "f1");
+    EXPECT_STATUS(cbx_synthesize(engine, "Hello.", NULL, &bad, &audio), CBX_INVALID_ARGUMENT,
+                  "language");
+    char *languages = (char *)(uintptr_t)1;
+    EXPECT_STATUS(cbx_engine_languages(engine, &languages), CBX_OK, NULL);
+    CHECK(languages != NULL && languages[0] == '\0', "languages of an English bundle: '%s'",
+          languages ? languages : "(null)");
+    cbx_string_free(languages);
+    EXPECT_STATUS(cbx_engine_languages(engine, NULL), CBX_INVALID_ARGUMENT, "out_list");
     CHECK(audio == NULL, "audio after failures");
 
     const float *data = NULL;
