@@ -5,8 +5,46 @@
 # parity, CLI, C ABI under valgrind and ASan, hostile input, property tests,
 # fuzz regressions), then fuzzes every target for FUZZ_SECONDS (default 30) each.
 # .ci/run calls it after the lint gates.
+#
+# The C ABI test under valgrind is single-threaded and the longest test (about 4 min
+# on 2 cores): it runs in the background, from its built test binary, while the rest of
+# the suite and the fuzzing use the other core; its result and output are reported at
+# the end, and a failure fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
-cargo test --release
-scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+
+VALGRIND_TEST=c_tests_are_clean_under_valgrind
+cargo test --release --no-run
+capi_bin=$(cargo test --release --test capi --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "capi":
+        print(m["executable"])
+')
+if [ -z "$capi_bin" ] || [ ! -x "$capi_bin" ]; then
+    echo "test.sh: could not find the built tests/capi.rs binary" >&2
+    exit 1
+fi
+vg_log=$(mktemp)
+trap 'rm -f "$vg_log"' EXIT
+"$capi_bin" --exact "$VALGRIND_TEST" --nocapture >"$vg_log" 2>&1 &
+vg_pid=$!
+
+rc=0
+cargo test --release -- --skip "$VALGRIND_TEST" || rc=$?
+if [ "$rc" -eq 0 ]; then
+    scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || rc=$?
+fi
+
+vg_rc=0
+wait "$vg_pid" || vg_rc=$?
+echo "--- tests/capi.rs $VALGRIND_TEST (run alongside the suite) ---"
+cat "$vg_log"
+if [ "$vg_rc" -ne 0 ]; then
+    echo "test.sh: $VALGRIND_TEST FAILED (exit $vg_rc)" >&2
+    rc=1
+fi
+exit "$rc"
