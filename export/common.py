@@ -67,6 +67,15 @@ class ExportError(Exception):
     """A user-facing problem (bad checkpoint file, bad argument): printed as one line."""
 
 
+def require_checkpoint(ckpt: Path, files) -> None:
+    """Errors (one line, naming the path) unless `ckpt` is a folder holding every file of `files`."""
+    if not ckpt.is_dir():
+        raise ExportError(f"{ckpt}: checkpoint folder not found")
+    for f in files:
+        if not (ckpt / f).is_file():
+            raise ExportError(f"{ckpt / f}: missing checkpoint file")
+
+
 def load_safetensors(path: Path) -> dict:
     """The tensors of a checkpoint file; ExportError naming the file if missing or malformed."""
     from safetensors.torch import load_file

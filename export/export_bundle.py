@@ -38,6 +38,7 @@ from common import (  # noqa: E402
     dir_size,
     file_entry,
     log,
+    require_checkpoint,
     save_safetensors,
     sha256_file,
     timed,
@@ -191,11 +192,7 @@ def check_checkpoint(ckpt: Path, family: str = "original") -> None:
         import mtl_side
 
         return mtl_side.check_checkpoint(ckpt)
-    if not ckpt.is_dir():
-        raise ExportError(f"{ckpt}: checkpoint folder not found")
-    for f in CHECKPOINT_FILES:
-        if not (ckpt / f).is_file():
-            raise ExportError(f"{ckpt / f}: missing checkpoint file")
+    require_checkpoint(ckpt, CHECKPOINT_FILES)
 
 
 def load_conds(path: Path, family: str = "original"):

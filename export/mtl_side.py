@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ExportContext, ExportError, log, rel_error
+from common import ExportContext, ExportError, log, rel_error, require_checkpoint
 
 FAMILY = "multilingual"
 TOKENIZER_FILE = "grapheme_mtl_merged_expanded_v1.json"  # the checkpoint's name for tokenizer.json
@@ -85,11 +85,7 @@ def reference_aligned_heads(config: str):
 
 
 def check_checkpoint(ckpt: Path) -> None:
-    if not ckpt.is_dir():
-        raise ExportError(f"{ckpt}: checkpoint folder not found")
-    for f in CHECKPOINT_FILES:
-        if not (ckpt / f).is_file():
-            raise ExportError(f"{ckpt / f}: missing checkpoint file")
+    require_checkpoint(ckpt, CHECKPOINT_FILES)
 
 
 def vocab_sources(checkpoint: Path | None) -> dict:

@@ -53,6 +53,7 @@ from common import (
     load_state_dict_strict,
     log,
     rel_error,
+    require_checkpoint,
     seeded_init,
     sha256_file,
     timed,
@@ -372,11 +373,7 @@ def build_t3(config: str, seed: int, checkpoint: Path | None):
 
 
 def check_checkpoint(ckpt: Path) -> None:
-    if not ckpt.is_dir():
-        raise ExportError(f"{ckpt}: checkpoint folder not found")
-    for f in CHECKPOINT_FILES:
-        if not (ckpt / f).is_file():
-            raise ExportError(f"{ckpt / f}: missing checkpoint file")
+    require_checkpoint(ckpt, CHECKPOINT_FILES)
 
 
 def build_tts(config: str, seed: int, checkpoint: Path | None, tokenizer_dir: Path):

@@ -207,7 +207,8 @@ impl Request {
         Ok(())
     }
 
-    pub(crate) fn sampler_params(&self) -> sampler::SamplerParams {
+    /// The T3 sampler settings of this request (CFG, penalty, temperature, min-p, top-p).
+    pub fn sampler_params(&self) -> sampler::SamplerParams {
         sampler::SamplerParams {
             cfg_weight: self.cfg_weight,
             repetition_penalty: self.repetition_penalty,

@@ -186,8 +186,18 @@ pub fn generate_speech_tokens(
     on_token: &mut dyn FnMut(usize, i64) -> bool,
 ) -> Result<Vec<i64>> {
     match bundle.manifest().model.family {
-        Family::Original => {
+        family @ (Family::Original | Family::Multilingual) => {
             let params = req.sampler_params();
+            // The multilingual model's alignment checks; its prefill is
+            // `cond | text | bos | bos`: the text sits after the conditioning.
+            let mut analyzer = match family {
+                Family::Multilingual => Some(AlignmentAnalyzer::new(
+                    dims.cond_len,
+                    dims.cond_len + ids.len(),
+                    usize::try_from(dims.speech_stop).unwrap_or(usize::MAX),
+                )?),
+                _ => None,
+            };
             decode::generate(
                 host,
                 dims,
@@ -198,57 +208,34 @@ pub fn generate_speech_tokens(
                     max_new_tokens: req.max_new_tokens,
                 },
                 |step| {
-                    // history holds BOS plus the tokens so far.
-                    if step.history.len() <= req.min_new_tokens {
-                        let (cond, uncond) =
-                            suppress_non_speech(step.cond, step.uncond, dims.num_codes);
-                        sampler::sample(&cond, uncond.as_deref(), step.history, &params, rng)
-                    } else {
-                        sampler::sample(step.cond, step.uncond, step.history, &params, rng)
-                    }
-                },
-                |i, token| on_token(i + 1, token),
-            )
-        }
-        Family::Multilingual => {
-            let params = req.sampler_params();
-            // The prefill is `cond | text | bos | bos`: the text sits after the conditioning.
-            let mut analyzer = AlignmentAnalyzer::new(
-                dims.cond_len,
-                dims.cond_len + ids.len(),
-                usize::try_from(dims.speech_stop).unwrap_or(usize::MAX),
-            )?;
-            decode::generate(
-                host,
-                dims,
-                cond,
-                ids,
-                decode::GenerateOptions {
-                    cfg_weight: req.cfg_weight,
-                    max_new_tokens: req.max_new_tokens,
-                },
-                |step| {
-                    let rows = step.alignment.ok_or_else(|| {
-                        Error::model_mismatch(
-                            "t3_decoder",
-                            "the multilingual t3_decoder has no `alignment` output; re-export \
-                             the bundle with export/export_bundle.py --family multilingual",
-                        )
-                    })?;
-                    // T3.inference: CFG, the alignment checks, then the usual chain.
+                    // T3.inference: CFG, (multilingual) the alignment checks, then
+                    // repetition penalty, temperature, min-p, top-p.
                     let mut guided = sampler::guide(step.cond, step.uncond, &params)?;
-                    analyzer.step(
-                        rows.values,
-                        rows.rows,
-                        rows.capacity,
-                        step.history.last().copied(),
-                        &mut guided,
-                    )?;
+                    if let Some(a) = analyzer.as_mut() {
+                        let rows = step.alignment.ok_or_else(|| {
+                            Error::model_mismatch(
+                                "t3_decoder",
+                                "the multilingual t3_decoder has no `alignment` output; \
+                                 re-export the bundle with export/export_bundle.py --family \
+                                 multilingual",
+                            )
+                        })?;
+                        a.step(
+                            rows.values,
+                            rows.rows,
+                            rows.capacity,
+                            step.history.last().copied(),
+                            &mut guided,
+                        )?;
+                    }
+                    // history holds BOS plus the tokens so far.
                     if step.history.len() <= req.min_new_tokens {
                         guided = suppress_non_speech(&guided, None, dims.num_codes).0;
                     }
-                    let processed = sampler::process_guided(guided, step.history, &params)?;
-                    sampler::draw(&processed, rng)
+                    sampler::draw(
+                        &sampler::process_guided(guided, step.history, &params)?,
+                        rng,
+                    )
                 },
                 |i, token| on_token(i + 1, token),
             )

@@ -14,11 +14,11 @@ mod pipeline_support;
 use std::process::Command;
 
 use chatterbox_ort::multilingual::alignment::AlignmentAnalyzer;
-use chatterbox_ort::t3::{self, decode, sampler};
+use chatterbox_ort::t3::sampler;
 use chatterbox_ort::{Engine, ErrorKind, Family, Language, Request, StreamOptions};
 use pipeline_support::{
-    check_close, engine as original_engine, mtl_bundle_dir, mtl_engine, mtl_goldens, rel_err,
-    scratch, Goldens,
+    check_close, engine as original_engine, mtl_bundle_dir, mtl_engine, mtl_goldens, original_tf,
+    rel_err, scratch, Goldens,
 };
 
 const FP32_TOL: f64 = 1e-4;
@@ -84,66 +84,23 @@ fn text_ids_match_the_reference() {
     assert_eq!(ids, g.i64("text_tokens"), "text {text:?} ({language})");
 }
 
-/// Teacher forcing through the engine's decoder in the layout of the goldens
-/// (`cond | text | bos | speech(tf[0])`, then one step per token), at the capacity of the
-/// goldens' step rows: both CFG rows' logits `[row][step][vocab]` and the `alignment`
-/// rows (the prefill's, then one per step).
-fn teacher_forced(g: &Goldens) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
-    let e = e();
-    let dims = e.t3_dims();
-    let host = e.host();
-    let text = t3::text_embeds(host, dims, g.i64("text_tokens")).unwrap();
-    let tf = g.i64("tf_speech_tokens");
-    let bos = t3::speech_embeds(host, dims, &[dims.speech_start], &[0]).unwrap();
-    let x = t3::prefill_embeds(g.f32("t3_cond"), &text, &bos, true);
-    let seq = dims.cond_len + text.len + 2;
-    let capacity = seq + tf.len() - 1;
-    assert_eq!(
-        capacity,
-        alignment_meta(g)["steps_capacity"].as_u64().unwrap() as usize
-    );
-    let mut dec = decode::KvDecoder::new(host, dims, 2, capacity).unwrap();
-    let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(), Vec::new()];
-    let mut logits = dec.forward(x, seq).unwrap();
-    let prefill_alignment = dec
-        .alignment()
-        .unwrap()
-        .expect("an alignment output")
-        .to_vec();
-    assert_eq!(prefill_alignment.len(), seq * capacity);
-    let mut steps = Vec::new();
-    for j in 0..tf.len() {
-        for (r, l) in decode::last_logits(&logits)
-            .unwrap()
-            .into_iter()
-            .enumerate()
-        {
-            rows[r].push(l);
-        }
-        if j + 1 < tf.len() {
-            let emb = t3::speech_embeds(host, dims, &[tf[j + 1]], &[j as i64 + 1]).unwrap();
-            logits = dec.forward([emb.clone(), emb].concat(), 1).unwrap();
-            steps.push(dec.alignment().unwrap().unwrap().to_vec());
-        }
-    }
-    (
-        rows.into_iter().flatten().flatten().collect(),
-        prefill_alignment,
-        steps,
-    )
-}
-
 #[test]
 fn decoder_logits_and_alignment_match_the_reference() {
     let g = mtl_goldens();
-    let (logits, prefill, steps) = teacher_forced(g);
-    check_close("tf_logits", &logits, g.f32("tf_logits"), FP32_TOL);
+    let run = original_tf(e(), g);
+    assert_eq!(
+        run.capacity,
+        alignment_meta(g)["steps_capacity"].as_u64().unwrap() as usize
+    );
+    check_close("tf_logits", &run.logits, g.f32("tf_logits"), FP32_TOL);
+    let prefill = run.prefill_alignment.expect("an alignment output");
+    let steps = run.step_alignments;
 
     // The prefill's speech rows (after the text), over the prefill's positions; the
     // positions after them hold nothing yet.
     let want = g.get("tf_alignment_prefill");
     let (rows, t0) = (want.shape[0], want.shape[1]);
-    let capacity = prefill.len() / t0;
+    let capacity = run.capacity;
     let [_, j] = usizes(&alignment_meta(g)["text_slice"])[..] else {
         panic!("text_slice")
     };
@@ -308,14 +265,7 @@ fn sampled_run_analyzer_and_sampler_match_the_reference() {
         },
     );
     // The sampler chain after the analyzer (repetition penalty 2.0 ...).
-    let gen = &e().bundle().manifest().generation;
-    let params = sampler::SamplerParams {
-        cfg_weight: gen.cfg_weight,
-        repetition_penalty: gen.repetition_penalty,
-        temperature: gen.temperature,
-        min_p: gen.min_p,
-        top_p: gen.top_p,
-    };
+    let params = e().default_request().sampler_params();
     let out = g.get("analyzer_sampled_out");
     let v = out.shape[1];
     for k in usizes(&g.meta["t3"]["sampler_steps"]) {

@@ -257,11 +257,23 @@ pub fn tone(seconds: f64, sample_rate: u32) -> Vec<f32> {
         .collect()
 }
 
-/// Teacher-forced logits of the original model in the layout of the goldens' `tf_logits`
-/// (`T3.inference`): prefill `cond | text | bos | bos` (the engine's own builder), then one
-/// KV-cache step per remaining token `tf[j]` at speech position `j`, both CFG rows:
-/// `[row][step][vocab]` flattened.
-pub fn original_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
+/// A teacher-forced run of the original (or multilingual) T3, see [`original_tf`].
+pub struct TfRun {
+    /// Both CFG rows' last-position logits, `[row][step][vocab]` flattened.
+    pub logits: Vec<f32>,
+    /// The decoder's `alignment` output of the prefill (`[seq, capacity]`; multilingual).
+    pub prefill_alignment: Option<Vec<f32>>,
+    /// Its `alignment` output of each later step (`[capacity]` each; multilingual).
+    pub step_alignments: Vec<Vec<f32>>,
+    /// The KV cache's capacity: the prefill plus the steps.
+    pub capacity: usize,
+}
+
+/// Teacher forcing in the layout of the goldens' `tf_logits` (`T3.inference`): prefill
+/// `cond | text | bos | bos` (the engine's own builder), then one KV-cache step per
+/// remaining token `tf[j]` at speech position `j`, both CFG rows, with a cache of exactly
+/// the positions used.
+pub fn original_tf(e: &Engine, g: &Goldens) -> TfRun {
     use chatterbox_ort::t3::{self, decode};
     let dims = e.t3_dims();
     let host = e.host();
@@ -270,9 +282,12 @@ pub fn original_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
     let bos = t3::speech_embeds(host, dims, &[dims.speech_start], &[0]).unwrap();
     let x = t3::prefill_embeds(g.f32("t3_cond"), &text, &bos, true);
     let seq = dims.cond_len + text.len + 2;
-    let mut dec = decode::KvDecoder::new(host, dims, 2, seq + tf.len()).unwrap();
+    let capacity = seq + tf.len() - 1;
+    let mut dec = decode::KvDecoder::new(host, dims, 2, capacity).unwrap();
     let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(), Vec::new()];
     let mut logits = dec.forward(x, seq).unwrap();
+    let prefill_alignment = dec.alignment().unwrap().map(<[f32]>::to_vec);
+    let mut step_alignments = Vec::new();
     for j in 0..tf.len() {
         for (r, l) in decode::last_logits(&logits)
             .unwrap()
@@ -284,10 +299,23 @@ pub fn original_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
         if j + 1 < tf.len() {
             let emb = t3::speech_embeds(host, dims, &[tf[j + 1]], &[j as i64 + 1]).unwrap();
             logits = dec.forward([emb.clone(), emb].concat(), 1).unwrap();
+            if let Some(a) = dec.alignment().unwrap() {
+                step_alignments.push(a.to_vec());
+            }
         }
     }
-    assert_eq!(dec.past_len(), seq + tf.len() - 1);
-    rows.into_iter().flatten().flatten().collect()
+    assert_eq!(dec.past_len(), capacity);
+    TfRun {
+        logits: rows.into_iter().flatten().flatten().collect(),
+        prefill_alignment,
+        step_alignments,
+        capacity,
+    }
+}
+
+/// The logits of [`original_tf`].
+pub fn original_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
+    original_tf(e, g).logits
 }
 
 /// Teacher-forced logits of Turbo in the layout of its goldens' `tf_logits`
