@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use chatterbox_ort::audio::read_wav_bytes;
 use chatterbox_ort::bundle::manifest::Manifest;
 use chatterbox_ort::ffi::*;
+use chatterbox_ort::multilingual::text::{MtlTokenizer, LANGUAGES, TEXT_VOCAB_SIZE};
 use chatterbox_ort::t3::T3Dims;
 use chatterbox_ort::text::{chunk_text, punc_norm, ChunkLimits, TextTokenizer};
 use chatterbox_ort::{ErrorKind, Request, Voice};
@@ -74,6 +75,20 @@ pub fn tiny_tokenizer() -> &'static TextTokenizer {
             tiny_manifest().config.text.vocab_size,
         )
         .expect("the tiny tokenizer loads")
+    })
+}
+
+/// The tiny multilingual bundle's front-end (`onnx/tiny-multilingual`), all 23 languages.
+pub fn tiny_mtl_tokenizer() -> &'static MtlTokenizer {
+    static T: OnceLock<MtlTokenizer> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = tiny_bundle_dir().with_file_name("tiny-multilingual");
+        MtlTokenizer::from_files(
+            &dir.join("tokenizer.json"),
+            &dir.join("Cangjie5_TC.json"),
+            TEXT_VOCAB_SIZE,
+        )
+        .expect("the tiny multilingual tokenizer loads")
     })
 }
 
@@ -317,6 +332,34 @@ pub fn text(data: &[u8]) {
             }
         }
         Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidText, "unexpected error: {e}"),
+    }
+
+    // The multilingual front-end, in a language picked by the input's length: ids inside
+    // the vocabulary, framed by start and stop, counted as encoded.
+    let mtl = tiny_mtl_tokenizer();
+    let (language, _) = LANGUAGES[text.len() % LANGUAGES.len()];
+    let normed = MtlTokenizer::punc_norm(&text);
+    assert!(
+        !normed.is_empty(),
+        "the multilingual punc_norm returned empty text"
+    );
+    match mtl.encode_with_start_stop(&normed, language) {
+        Ok(framed) => {
+            let vocab = TEXT_VOCAB_SIZE as i64;
+            assert!(
+                framed.iter().all(|&id| (0..vocab).contains(&id)),
+                "{framed:?}"
+            );
+            assert_eq!(framed.first(), Some(&mtl.start_id()));
+            assert_eq!(framed.last(), Some(&mtl.stop_id()));
+            let counted = mtl.count_tokens(&normed, language).expect("counting");
+            assert_eq!(counted + 2, framed.len(), "{language}: {normed:?}");
+        }
+        // A build without the `japanese` feature refuses `ja`; nothing else may fail.
+        Err(e) => assert!(
+            language == "ja" && e.kind() == ErrorKind::InvalidArgument,
+            "{language}: unexpected error: {e}"
+        ),
     }
 }
 
