@@ -56,6 +56,9 @@ struct Unit<'a> {
     chars: usize,
     /// How good a place to break the boundary before this unit is.
     boundary: Level,
+    /// Whether whitespace precedes the unit in the text (a space joins it to the unit
+    /// before it in a chunk; otherwise they are glued, as in CJK text or a split word).
+    spaced: bool,
 }
 
 /// Splits `text` into chunks under `limits`; `count_tokens` returns the token count of a
@@ -94,6 +97,15 @@ where
         )?;
     }
 
+    // Every unit is a slice of `text`: look at what precedes it there.
+    for u in &mut units {
+        let at = u.text.as_ptr() as usize - text.as_ptr() as usize;
+        u.spaced = text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_whitespace);
+    }
+
     let mut chunks = Vec::new();
     // Unit indices of the chunk being filled, start..end.
     let mut start = 0usize;
@@ -123,10 +135,10 @@ where
     Ok(chunks)
 }
 
-/// Whether `units` joined by single spaces stay within the limits (token estimate: the
+/// Whether `units` joined as [`join`] does stay within the limits (token estimate: the
 /// units' counts plus one per joining space).
 fn fits(units: &[Unit<'_>], limits: &ChunkLimits) -> bool {
-    let gaps = units.len().saturating_sub(1);
+    let gaps = units.iter().skip(1).filter(|u| u.spaced).count();
     let tokens: usize = units.iter().map(|u| u.tokens).sum::<usize>() + gaps;
     let chars: usize = units.iter().map(|u| u.chars).sum::<usize>() + gaps;
     tokens <= limits.max_tokens && chars <= limits.max_chars
@@ -146,7 +158,7 @@ where
     if units.is_empty() {
         return Ok(());
     }
-    let joined = units.iter().map(|u| u.text).collect::<Vec<_>>().join(" ");
+    let joined = join(units);
     if units.len() > 1 && count_tokens(&joined)? > limits.max_tokens {
         let (a, b) = units.split_at(units.len() / 2);
         emit(a, limits, count_tokens, out)?;
@@ -155,6 +167,18 @@ where
         out.push(joined);
     }
     Ok(())
+}
+
+/// The text of a run of units: one space where the text had whitespace, none elsewhere.
+fn join(units: &[Unit<'_>]) -> String {
+    let mut out = String::new();
+    for (k, u) in units.iter().enumerate() {
+        if k > 0 && u.spaced {
+            out.push(' ');
+        }
+        out.push_str(u.text);
+    }
+    out
 }
 
 /// Boundary strength, weakest first.
@@ -194,6 +218,7 @@ where
                 tokens,
                 chars,
                 boundary,
+                spaced: true,
             });
             return Ok(());
         }
@@ -278,6 +303,7 @@ where
             tokens,
             chars: end - start,
             boundary: b,
+            spaced: true,
         });
         b = Level::Char;
         start = end;
@@ -287,14 +313,44 @@ where
 
 /// Characters that end a sentence.
 fn is_terminator(c: char) -> bool {
-    matches!(c, '.' | '!' | '?' | ';' | '\u{2026}')
+    matches!(c, '.' | '!' | '?' | ';' | '\u{2026}') || ends_without_space(c)
 }
 
-/// Characters that may follow a terminator and still belong to the sentence.
+/// Sentence ends of scripts that put no space after them: the CJK full stop, full-width
+/// `!` `?` `.`, the Devanagari danda and double danda, the Arabic question mark and full
+/// stop. A sentence ends there even when no whitespace follows.
+fn ends_without_space(c: char) -> bool {
+    matches!(
+        c,
+        '\u{3002}'
+            | '\u{ff01}'
+            | '\u{ff1f}'
+            | '\u{ff0e}'
+            | '\u{0964}'
+            | '\u{0965}'
+            | '\u{061f}'
+            | '\u{06d4}'
+    )
+}
+
+/// Characters that may follow a terminator and still belong to the sentence (ASCII and
+/// typographic quotes and brackets, CJK corner brackets and full-width parentheses).
 fn is_closer(c: char) -> bool {
     matches!(
         c,
-        '"' | '\'' | ')' | ']' | '}' | '\u{201d}' | '\u{2019}' | '\u{bb}'
+        '"' | '\''
+            | ')'
+            | ']'
+            | '}'
+            | '\u{201d}'
+            | '\u{2019}'
+            | '\u{bb}'
+            | '\u{300d}'
+            | '\u{300f}'
+            | '\u{ff09}'
+            | '\u{3011}'
+            | '\u{300b}'
+            | '\u{3009}'
     )
 }
 
@@ -313,9 +369,11 @@ fn split_sentences(text: &str) -> Vec<&str> {
             continue;
         }
         let mut end = i + c.len_utf8();
+        let mut spaceless = ends_without_space(c);
         while let Some(&(j, d)) = iter.peek() {
             if is_terminator(d) || is_closer(d) {
                 end = j + d.len_utf8();
+                spaceless |= ends_without_space(d);
                 iter.next();
             } else {
                 break;
@@ -323,7 +381,7 @@ fn split_sentences(text: &str) -> Vec<&str> {
         }
         match iter.peek() {
             None => {}
-            Some(&(_, d)) if d.is_whitespace() => {
+            Some(&(_, d)) if d.is_whitespace() || spaceless => {
                 out.push(&text[start..end]);
                 start = end;
             }
@@ -334,7 +392,8 @@ fn split_sentences(text: &str) -> Vec<&str> {
     out
 }
 
-/// Clauses of a sentence: cut after each comma that is followed by whitespace.
+/// Clauses of a sentence: cut after each comma that is followed by whitespace, and after
+/// each CJK comma (`，` `、`) or full-width semicolon, which take no space after them.
 fn split_after_commas(sentence: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -346,6 +405,14 @@ fn split_after_commas(sentence: &str) -> Vec<&str> {
                 out.push(piece);
             }
             start = i;
+        }
+        if matches!(c, '\u{ff0c}' | '\u{3001}' | '\u{ff1b}') {
+            let end = i + c.len_utf8();
+            let piece = sentence[start..end].trim();
+            if !piece.is_empty() {
+                out.push(piece);
+            }
+            start = end;
         }
         prev_comma = c == ',';
     }
@@ -359,6 +426,35 @@ fn split_after_commas(sentence: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_without_spaces_split_at_their_own_sentence_ends() {
+        let zh = "今天天气很好。我们去公园吧！你来吗？「好的。」";
+        assert_eq!(
+            split_sentences(zh),
+            vec!["今天天气很好。", "我们去公园吧！", "你来吗？", "「好的。」"]
+        );
+        let hi = "नमस्ते। आप कैसे हैं?";
+        assert_eq!(split_sentences(hi), vec!["नमस्ते।", " आप कैसे हैं?"]);
+        // Latin sentence ends still need whitespace after them.
+        assert_eq!(split_sentences("3.14 is pi.x"), vec!["3.14 is pi.x"]);
+        assert_eq!(
+            split_after_commas("一、二，三；四"),
+            vec!["一、", "二，", "三；", "四"]
+        );
+        // A long Chinese text becomes sentence chunks, not 300-character slices.
+        let long: String = (0..40)
+            .map(|k| format!("这是第{k}个句子，它有一些字。"))
+            .collect();
+        let limits = ChunkLimits::default();
+        let chunks = chunk_text(&long, &limits, char_count).unwrap();
+        assert!(chunks.len() > 1);
+        for c in &chunks {
+            assert!(c.ends_with('。'), "{c:?}");
+            assert!(c.chars().count() <= limits.max_chars);
+        }
+        assert_eq!(chunks.concat(), long);
+    }
 
     fn words(s: &str) -> Vec<&str> {
         s.split_whitespace().collect()
