@@ -377,6 +377,7 @@ def quantize_flow_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> t
     (per tensor, or per output column with `per_channel`), the activation quantized to
     uint8 per tensor at run time (`DynamicQuantizeLinear` + `MatMulInteger`, which the
     CPU provider fuses into `DynamicQuantizeMatMul`)."""
+    import logging
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -390,8 +391,14 @@ def quantize_flow_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> t
     quantized = sum(int(np.prod(inits[n.input[1]].dims)) for n in model.graph.node if n.name in set(names))
     with tempfile.TemporaryDirectory(prefix="cbx-quant-") as tmp:
         out = Path(tmp) / "q.onnx"
-        quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], nodes_to_quantize=names,
-                         per_channel=per_channel, weight_type=QuantType.QInt8, use_external_data_format=True)
+        # quantize_dynamic logs a hint to run its pre-processing (shape inference, graph
+        # optimization) first: it changes nothing for named MatMuls with constant weights.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], nodes_to_quantize=names,
+                             per_channel=per_channel, weight_type=QuantType.QInt8, use_external_data_format=True)
+        finally:
+            logging.disable(logging.NOTSET)
         q = load_onnx(out)
     info = {
         "method": "dynamic int8 (onnxruntime.quantization.quantize_dynamic): DynamicQuantizeLinear + MatMulInteger",
