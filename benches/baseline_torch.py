@@ -13,8 +13,10 @@ bundle's manifest; a bundle exported from a checkpoint is not supported here).
 
 Families (the manifest's `model.family`):
 
-* `original`: `ChatterboxTTS.generate`, stages `t3` (`T3.inference`) and `s3gen`
-  (`S3Gen.inference`: flow + HiFT).
+* `original`: `ChatterboxTTS.generate`, stages `t3` (`T3.inference`), `s3gen`
+  (`S3Gen.flow_inference`: 10 Euler steps with CFG), `vocoder` (`S3Gen.hift_inference`)
+  and `watermark` (`apply_watermark`). Reports written before 2026-12-02 have `s3gen` =
+  `S3Gen.inference` (flow + HiFT) and no `vocoder` / `watermark` for this family.
 * `turbo`: `ChatterboxTurboTTS.generate`, stages `t3` (`T3.inference_turbo`), `s3gen`
   (`S3Gen.flow_inference`: meanflow, 2 steps), `vocoder` (`S3Gen.hift_inference`) and
   `watermark` (`apply_watermark`), plus `t3_prefill` (up to the first draw) and
@@ -421,7 +423,9 @@ def worker(args) -> dict:
                      "apply_watermark, 't3_per_token' = (t3 - t3_prefill) / T")
     else:
         notes.append("ChatterboxTTS.generate (chatterbox-tts 0.1.7) as is; T3 attention: "
-                     "sdpa as set by export/t3_side.build_t3; T forced by a hook on t3.speech_head")
+                     "sdpa as set by export/t3_side.build_t3; T forced by a hook on t3.speech_head; stage 's3gen' = "
+                     "S3Gen.flow_inference (10 Euler steps, CFG), 'vocoder' = S3Gen.hift_inference, 'watermark' = "
+                     "apply_watermark")
 
     import tempfile
 
@@ -491,6 +495,16 @@ def worker(args) -> dict:
                 stages.leave(name, module)
         return run
 
+    def timed_call(name, fn):
+        def run(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                sync()
+                stage_s[name] = stage_s.get(name, 0.0) + time.perf_counter() - t
+        return run
+
     if family == "turbo":
         silence = int(manifest["config"]["speech"].get("silence_tokens", 3))
         check = {"t3_tokens": None, "s3gen_tokens": None, "t3_start": None, "first_draw": None}
@@ -516,16 +530,6 @@ def worker(args) -> dict:
             check["s3gen_tokens"] = int(tokens.shape[-1])
             return s3_inference(*a, **kw)
 
-        def timed_call(name, fn):
-            def run(*a, **kw):
-                t = time.perf_counter()
-                try:
-                    return fn(*a, **kw)
-                finally:
-                    sync()
-                    stage_s[name] = stage_s.get(name, 0.0) + time.perf_counter() - t
-            return run
-
         # enter/leave (offload) around T3 and around all of S3Gen (flow + HiFT); timings per part
         tts.t3.inference_turbo = timed_stage("t3", tts.t3, t3_run)
         tts.s3gen.inference = timed_stage("s3gen_all", tts.s3gen, s3_run)
@@ -538,7 +542,13 @@ def worker(args) -> dict:
     else:
         t3_inference, s3_inference = tts.t3.inference, tts.s3gen.inference
         tts.t3.inference = timed_stage("t3", tts.t3, t3_inference)
-        tts.s3gen.inference = timed_stage("s3gen", tts.s3gen, s3_inference)
+        # as for Turbo: enter/leave around all of S3Gen, timings per part
+        tts.s3gen.inference = timed_stage("s3gen_all", tts.s3gen, s3_inference)
+        tts.s3gen.flow_inference = timed_call("s3gen", tts.s3gen.flow_inference)
+        tts.s3gen.hift_inference = timed_call("vocoder", tts.s3gen.hift_inference)
+        tts.watermarker.apply_watermark = timed_call("watermark", tts.watermarker.apply_watermark)
+        weights = {"t3": weights["t3"], "s3gen_all": weights["s3gen"]}
+        stages.weights = weights
 
     def one_run(tokens: int, steps) -> dict:
         hook.tokens = tokens
@@ -567,9 +577,9 @@ def worker(args) -> dict:
                                    f"{check['t3_tokens']}, S3Gen got {check['s3gen_tokens']} "
                                    f"({hook.calls} draws)")
             prefill = check["first_draw"] - check["t3_start"]
-            stage_s.pop("s3gen_all", None)  # = s3gen + vocoder + the fade-in
             stage_s["t3_prefill"] = prefill
             stage_s["t3_per_token"] = (stage_s["t3"] - prefill) / tokens
+        stage_s.pop("s3gen_all", None)  # = s3gen + vocoder + the fade-in
         m = {
             "gen_s": gen_s, "audio_s": audio_s, "rtf": gen_s / audio_s if audio_s > 0 else 0.0,
             "tokens": hook.calls - 1, "peak_rss_bytes": peak_rss_bytes(), "rss_after_bytes": rss_bytes(),

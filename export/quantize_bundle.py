@@ -1,25 +1,40 @@
-"""Weight-only int8 / int4 `t3_decoder` for a chatterbox-ort bundle (docs/BUNDLE.md).
+"""Quantized `t3_decoder` and `flow_estimator` for a chatterbox-ort bundle (docs/BUNDLE.md).
 
     python export/quantize_bundle.py --bundle IN --out OUT --precision int8|int4
+        [--components t3_decoder,flow_estimator=int8] [--flow-method nbits|dynamic]
         [--block-size 32] [--accuracy-level 4] [--keep-fp32 head,positions] [--tokens 100]
 
 Writes OUT, a complete bundle: every file of IN hard-linked (copied where a link is
-impossible) except `t3_decoder`, whose weights are quantized block-wise for ONNX
-Runtime's contrib ops: each MatMul weight becomes `com.microsoft::MatMulNBits`, each
-embedding table read by a Gather (Turbo's learned positions) `GatherBlockQuantized`;
-round to nearest, asymmetric, one fp32 scale and one zero point per block of
-`block_size` consecutive values along K (the table's width for a Gather). GPT-2's
-Conv1D projections (Turbo), exported as `Gemm`, are first rewritten to `MatMul` + `Add`
-so they quantize too. Norms, biases and attention stay fp32, and so does the arithmetic
-unless `accuracy_level` 4 (the default) lets the CPU kernel quantize the activations
-to int8 per block. export/README.md ("Quantized t3_decoder") has the measurements
-behind the defaults.
+impossible) except the quantized components (`--components`, default `t3_decoder`; each
+NAME or NAME=PRECISION, `--precision` for those without one).
 
-The new graph is then checked against IN's fp32 `t3_decoder` under teacher forcing
-(`t3_error`; benches/t3_quant_error.py runs the same code) and OUT's manifest records
-the component's precision, files, quantization settings and that error. Needs onnx,
-onnxruntime and numpy only (no torch), so it works on a bundle exported from a real
-checkpoint as well as on a random one.
+`t3_decoder`: weights quantized block-wise for ONNX Runtime's contrib ops: each MatMul
+weight becomes `com.microsoft::MatMulNBits`, each embedding table read by a Gather
+(Turbo's learned positions) `GatherBlockQuantized`; round to nearest, asymmetric, one fp32
+scale and one zero point per block of `block_size` consecutive values along K (the
+table's width for a Gather). GPT-2's Conv1D projections (Turbo), exported as `Gemm`, are
+first rewritten to `MatMul` + `Add` so they quantize too. Norms, biases and attention
+stay fp32, and so does the arithmetic unless `accuracy_level` 4 (the default) lets the
+CPU kernel quantize the activations to int8 per block. Checked against IN's fp32
+decoder under teacher forcing (`t3_error`; benches/t3_quant_error.py runs the same code).
+
+`flow_estimator`: every MatMul with a constant weight (the transformer blocks'
+projections; convolutions, the time-embedding Gemms and attention stay fp32) quantized
+with `--flow-method dynamic` (the default; int8 only) by ONNX Runtime's dynamic
+quantization: int8 weights, one scale per output column (`--flow-weight-scale tensor`:
+one per tensor), activations quantized to uint8 per tensor at run time
+(`MatMulInteger`, fused to `DynamicQuantizeMatMul` by the CPU provider); or with `nbits`
+by the decoder's MatMulNBits rewrite (half the error, but no faster than fp32 at the
+flow's ~1400-row products on the CPU measured). Checked against IN's fp32 estimator on the engine's inputs for the
+bundle's default voice and `--tokens` random speech tokens (`flow_error`;
+benches/flow_quant_error.py runs the same code): the velocity of one call per Euler
+step, the mel after the whole loop, HiFT's wav and its log-mel.
+
+OUT's manifest records each component's precision, files, quantization settings and
+those errors (`self_check`); export/README.md ("Quantized t3_decoder", "Quantized
+flow_estimator") has the measurements behind the defaults. Needs onnx, onnxruntime and
+numpy only (no torch), so it works on a bundle exported from a real checkpoint as well
+as on a random one.
 """
 
 from __future__ import annotations
@@ -44,6 +59,10 @@ PRECISION_BITS = {"int8": 8, "int4": 4}
 DEFAULT_BLOCK_SIZE = 32
 DEFAULT_ACCURACY_LEVEL = 4
 KEEP_FP32 = frozenset({"head", "positions"})
+# What can be quantized, in the order they are written.
+COMPONENTS = ("t3_decoder", "flow_estimator")
+FLOW_METHODS = ("nbits", "dynamic")
+DEFAULT_FLOW_METHOD = "dynamic"
 DEFAULT_TOKENS = 100
 # Teacher-forcing inputs: a fixed text of random ids (no tokenizer needed) and speech
 # tokens drawn from the fp32 graph's own distribution, both from this seed.
@@ -81,6 +100,32 @@ def read_safetensors(path: Path) -> dict:
         a, b = t["data_offsets"]
         out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype=dtypes[t["dtype"]]).reshape(t["shape"]).copy()
     return out
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """`path` with its external data read into the initializers. onnx's own loader
+    refuses a data file with several hard links, which is how bundles share files
+    (this tool's outputs, the benchmark copies); this reads the bytes itself."""
+    model = onnx.load(str(path), load_external_data=False)
+    files = {}
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info["location"]
+        if Path(loc).is_absolute() or ".." in Path(loc).parts:
+            raise QuantizeError(f"{path}: external data location {loc!r} outside the graph's folder")
+        if loc not in files:
+            files[loc] = (path.parent / loc).read_bytes()
+        raw = files[loc]
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else len(raw) - offset
+        if offset + length > len(raw):
+            raise QuantizeError(f"{path}: {t.name} reads past the end of {loc}")
+        t.raw_data = raw[offset:offset + length]
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+    return model
 
 
 def initializer_bytes(model: onnx.ModelProto) -> int:
@@ -215,45 +260,39 @@ def table_quantize(w: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarra
     return pack(q), scales, pack(zp)
 
 
-def quantize_decoder(model: onnx.ModelProto, bits: int, block_size: int, accuracy_level: int,
-                     keep_fp32: set, vocab: int) -> tuple[onnx.ModelProto, dict]:
-    """Quantizes the decoder's weights in place: every MatMul with a 2-D constant weight
-    (Gemm rewritten to MatMul first) becomes `com.microsoft::MatMulNBits`, every Gather
-    from a 2-D constant table (Turbo's learned positions `wpe`) `GatherBlockQuantized`,
-    both with `bits` and `block_size` (a table's block is at most its width). `keep_fp32`
-    may hold "head" (the MatMul with `vocab` outputs, the speech head) and "positions"
-    (the tables). Returns the model and the manifest's `quantization` record."""
+def nbits_rewrite(model: onnx.ModelProto, bits: int, block_size: int, accuracy_level: int,
+                  keep=lambda node: False, gathers: bool = False) -> tuple[int, list[str]]:
+    """Rewrites `model` in place: every MatMul whose weight (input 1) is a 2-D fp32
+    initializer becomes `com.microsoft::MatMulNBits`, and with `gathers` every Gather
+    from a 2-D fp32 table (input 0) `GatherBlockQuantized` (blocks along the table's
+    width, at most `block_size`; a table that does not split into blocks of >= 16 stays
+    fp32), both with `bits` and `block_size`. `keep(node)` true leaves that node fp32.
+    A weight shared by several nodes is quantized once. Returns the number of parameters
+    quantized and the names of the candidate nodes left fp32."""
     g = model.graph
-    gemms = gemm_to_matmul(model)
-    mats = weight_matmuls(model)
-    heads = [name for name, shape in mats if shape[1] == vocab]
-    if len(heads) != 1:
-        raise QuantizeError(f"t3_decoder: expected one speech-head MatMul with {vocab} outputs, found {heads}")
     inits = {t.name: t for t in g.initializer}
-    total = sum(int(np.prod(t.dims)) for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT)
     new_nodes, done, quantized, fp32 = [], {}, 0, []
 
-    def add(wname, arrays, suffixes):
-        names = tuple(f"{wname}_{sfx}" for sfx in suffixes)
+    def add(wname, arrays):
+        names = tuple(f"{wname}_{sfx}" for sfx in (f"Q{bits}", "scales", "zero_points"))
         g.initializer.extend(numpy_helper.from_array(a, nm) for a, nm in zip(arrays, names))
         done[wname] = names
         return int(np.prod(inits[wname].dims))
 
     for n in g.node:
-        const = n.input[1] if n.op_type == "MatMul" else n.input[0] if n.op_type == "Gather" else None
+        const = n.input[1] if n.op_type == "MatMul" else n.input[0] if n.op_type == "Gather" and gathers else None
         w = inits.get(const)
         if w is None or len(w.dims) != 2 or w.data_type != onnx.TensorProto.FLOAT:
             new_nodes.append(n)
             continue
+        if keep(n):
+            fp32.append(n.name)
+            new_nodes.append(n)
+            continue
         if n.op_type == "MatMul":
-            if "head" in keep_fp32 and n.name in heads:
-                fp32.append(n.name)
-                new_nodes.append(n)
-                continue
             k, cols = w.dims
-            if const not in done:  # a weight shared by several nodes is quantized once
-                quantized += add(const, block_quantize(numpy_helper.to_array(w), bits, block_size),
-                                 (f"Q{bits}", "scales", "zero_points"))
+            if const not in done:
+                quantized += add(const, block_quantize(numpy_helper.to_array(w), bits, block_size))
             attrs = {"K": k, "N": cols, "bits": bits, "block_size": block_size}
             if accuracy_level:
                 attrs["accuracy_level"] = accuracy_level
@@ -262,32 +301,114 @@ def quantize_decoder(model: onnx.ModelProto, bits: int, block_size: int, accurac
             continue
         rows, d = w.dims
         block = min(block_size, d)
-        if "positions" in keep_fp32 or _attr(n, "axis", 0) != 0 or d % block or block < 16:
+        if _attr(n, "axis", 0) != 0 or d % block or block < 16:
             fp32.append(n.name)
             new_nodes.append(n)
             continue
         if const not in done:
-            quantized += add(const, table_quantize(numpy_helper.to_array(w), bits, block),
-                             (f"Q{bits}", "scales", "zero_points"))
+            quantized += add(const, table_quantize(numpy_helper.to_array(w), bits, block))
         data, scales, zps = done[const]
         new_nodes.append(helper.make_node("GatherBlockQuantized", [data, n.input[1], scales, zps], list(n.output),
                                           name=f"{n.name}_Q{bits}", domain="com.microsoft", gather_axis=0,
                                           quantize_axis=1, block_size=block, bits=bits))
     set_nodes(g, new_nodes)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+    if quantized and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    info = {
+    return quantized, fp32
+
+
+def fp32_parameters(model: onnx.ModelProto) -> int:
+    return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+
+
+def nbits_info(model: onnx.ModelProto, bits: int, block_size: int, accuracy_level: int, quantized: int,
+               total: int, fp32: list) -> dict:
+    """The manifest's `quantization` record of a `nbits_rewrite`."""
+    return {
         "method": "MatMulNBits / GatherBlockQuantized, round to nearest, asymmetric",
         "bits": bits,
         "block_size": block_size,
         "accuracy_level": accuracy_level,
-        "gemm_rewritten": gemms,
-        "quantized_matmuls": sum(1 for n in g.node if n.op_type == "MatMulNBits"),
-        "quantized_gathers": sum(1 for n in g.node if n.op_type == "GatherBlockQuantized"),
+        "quantized_matmuls": sum(1 for n in model.graph.node if n.op_type == "MatMulNBits"),
+        "quantized_gathers": sum(1 for n in model.graph.node if n.op_type == "GatherBlockQuantized"),
         "fp32_weights": sorted(fp32),
         "quantized_fraction": round(quantized / total, 4) if total else 0.0,
     }
+
+
+def quantize_decoder(model: onnx.ModelProto, bits: int, block_size: int, accuracy_level: int,
+                     keep_fp32: set, vocab: int) -> tuple[onnx.ModelProto, dict]:
+    """Quantizes the decoder's weights in place (`nbits_rewrite`, tables included, after
+    rewriting Gemm to MatMul): every MatMul with a 2-D constant weight and every Gather
+    from a 2-D constant table (Turbo's learned positions `wpe`). `keep_fp32` may hold
+    "head" (the MatMul with `vocab` outputs, the speech head) and "positions" (the
+    tables). Returns the model and the manifest's `quantization` record."""
+    gemms = gemm_to_matmul(model)
+    heads = [name for name, shape in weight_matmuls(model) if shape[1] == vocab]
+    if len(heads) != 1:
+        raise QuantizeError(f"t3_decoder: expected one speech-head MatMul with {vocab} outputs, found {heads}")
+    total = fp32_parameters(model)
+
+    def keep(n):
+        if n.op_type == "MatMul":
+            return "head" in keep_fp32 and n.name in heads
+        return "positions" in keep_fp32
+
+    quantized, fp32 = nbits_rewrite(model, bits, block_size, accuracy_level, keep, gathers=True)
+    info = nbits_info(model, bits, block_size, accuracy_level, quantized, total, fp32)
+    info["gemm_rewritten"] = gemms
     return model, info
+
+
+def quantize_flow_nbits(model: onnx.ModelProto, bits: int, block_size: int,
+                        accuracy_level: int) -> tuple[onnx.ModelProto, dict]:
+    """`flow_estimator`, weight-only: every MatMul with a 2-D constant weight (the
+    transformer blocks' attention and feed-forward projections; the meanflow time mixer)
+    becomes MatMulNBits. Convolutions, the time-embedding Gemms, norms and attention
+    itself stay fp32."""
+    total = fp32_parameters(model)
+    quantized, fp32 = nbits_rewrite(model, bits, block_size, accuracy_level)
+    return model, nbits_info(model, bits, block_size, accuracy_level, quantized, total, fp32)
+
+
+def quantize_flow_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> tuple[onnx.ModelProto, dict]:
+    """`flow_estimator` with dynamic int8 MatMuls (ONNX Runtime's `quantize_dynamic`,
+    restricted to the MatMuls with a 2-D constant weight): the weight int8 symmetric
+    (per tensor, or per output column with `per_channel`), the activation quantized to
+    uint8 per tensor at run time (`DynamicQuantizeLinear` + `MatMulInteger`, which the
+    CPU provider fuses into `DynamicQuantizeMatMul`)."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    total = fp32_parameters(model)
+    names = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name in
+             {m for m, _ in weight_matmuls(model)}]
+    if len(set(names)) != len(names) or "" in names:
+        raise QuantizeError("flow_estimator: weight MatMuls without unique names; cannot select them")
+    inits = {t.name: t for t in model.graph.initializer}
+    quantized = sum(int(np.prod(inits[n.input[1]].dims)) for n in model.graph.node if n.name in set(names))
+    with tempfile.TemporaryDirectory(prefix="cbx-quant-") as tmp:
+        out = Path(tmp) / "q.onnx"
+        # quantize_dynamic logs a hint to run its pre-processing (shape inference, graph
+        # optimization) first: it changes nothing for named MatMuls with constant weights.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], nodes_to_quantize=names,
+                             per_channel=per_channel, weight_type=QuantType.QInt8, use_external_data_format=True)
+        finally:
+            logging.disable(logging.NOTSET)
+        q = load_onnx(out)
+    info = {
+        "method": "dynamic int8 (onnxruntime.quantization.quantize_dynamic): DynamicQuantizeLinear + MatMulInteger",
+        "bits": 8,
+        "per_channel": per_channel,
+        "quantized_matmuls": sum(1 for n in q.graph.node if n.op_type == "MatMulInteger"),
+        "fp32_weights": [],
+        "quantized_fraction": round(quantized / total, 4) if total else 0.0,
+    }
+    return q, info
 
 
 # ----------------------------------------------------------------------------- teacher forcing
@@ -472,19 +593,232 @@ def t3_error(fp32_bundle: Path, quant_decoder: Path, tokens: int = DEFAULT_TOKEN
     return replay_error(reference_run(fp32_bundle, tokens, seed, threads), quant_decoder, threads, log)
 
 
+# ----------------------------------------------------------------------------- flow check
+
+
+def _t_span(steps: int, schedule: str) -> np.ndarray:
+    """The engine's time points (src/s3gen/flow.rs), float32: cosine `1 - cos(s pi / 2)`
+    or linear, s = linspace(0, 1, steps + 1)."""
+    s = np.arange(steps + 1, dtype=np.float32) / np.float32(max(steps, 1))
+    if schedule == "linear":
+        return s
+    return (np.float32(1) - np.cos(s * np.float32(0.5 * np.pi))).astype(np.float32)
+
+
+def flow_inputs(bundle: Path, manifest: dict, tokens: int, seed: int, threads: int = 2) -> dict:
+    """What the engine gives the Euler loop for the bundle's default voice and `tokens`
+    random speech codes (seeded; Turbo's appended silence tokens after them): `mu` and
+    `spks` from the bundle's `flow_encoder`, `cond` (the prompt mel in the first prompt
+    frames, zeros after), the start noise, and with CFG the unconditional row (mu, spks,
+    cond zeroed) as batch row 1."""
+    cfg, gen = manifest["config"], manifest["generation"]
+    voice = read_safetensors(bundle / "voice.safetensors")
+    rng = np.random.default_rng(seed)
+    speech = rng.integers(0, cfg["speech"]["num_codes"], tokens)
+    if manifest["model"].get("family", "original") == "turbo":
+        speech = np.concatenate([speech, np.full(cfg["speech"]["silence_tokens"], cfg["speech"]["silence_token"])])
+    toks = np.concatenate([voice["gen.prompt_token"].reshape(-1), speech]).astype(np.int64)[None]
+    mu, spks = ort_session(bundle / "flow_encoder.onnx", threads).run(
+        None, {"tokens": toks, "speaker_emb": voice["gen.embedding"].astype(np.float32)})
+    frames = mu.shape[2]
+    feat = voice["gen.prompt_feat"].astype(np.float32)[0]  # [prompt_frames, 80]
+    prompt = feat.shape[0]
+    cond = np.zeros((1, 80, frames), np.float32)
+    cond[0, :, :prompt] = feat.T
+    rate = float(gen["flow_cfg_rate"])
+    batch = 2 if rate != 0 else 1
+
+    def rows(a):
+        return np.concatenate([a] + [np.zeros_like(a)] * (batch - 1)).astype(np.float32)
+
+    return {"mu": rows(mu), "spks": rows(spks), "cond": rows(cond), "mask": np.ones((batch, 1, frames), np.float32),
+            "noise": rng.standard_normal((1, 80, frames)).astype(np.float32), "batch": batch, "frames": frames,
+            "prompt_frames": prompt, "cfg_rate": np.float32(rate), "steps": int(gen["flow_steps"]),
+            "schedule": gen.get("flow_schedule", "cosine"), "meanflow": bool(cfg["s3gen"].get("meanflow", False)),
+            "tokens": int(len(speech))}
+
+
+def _flow_feeds(inp: dict, x: np.ndarray, t, r) -> dict:
+    b = inp["batch"]
+    feeds = {"x": np.concatenate([x] * b), "mask": inp["mask"], "mu": inp["mu"], "t": np.full(b, t, np.float32),
+             "spks": inp["spks"], "cond": inp["cond"]}
+    if inp["meanflow"]:
+        feeds["r"] = np.full(b, r, np.float32)
+    return feeds
+
+
+def euler(sess, inp: dict, noise: np.ndarray | None = None, record: list | None = None) -> np.ndarray:
+    """The engine's Euler loop (src/s3gen/flow.rs `solve_euler`) with `sess` as the
+    estimator; returns the mel after the prompt frames [1, 80, frames - prompt]. With
+    `record`, appends each step's (feeds, velocity output)."""
+    x = (inp["noise"] if noise is None else noise).copy()
+    ts = _t_span(inp["steps"], inp["schedule"])
+    rate = inp["cfg_rate"]
+    for t, r in zip(ts[:-1], ts[1:]):
+        feeds = _flow_feeds(inp, x, t, r)
+        v = sess.run(["velocity"], feeds)[0]
+        if record is not None:
+            record.append((feeds, v))
+        vel = (np.float32(1) + rate) * v[:1] - rate * v[1:2] if inp["batch"] == 2 else v
+        x = x + (r - t) * vel
+    return x[:, :, inp["prompt_frames"]:]
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b|| / ||b|| in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def vocode(bundle: Path, manifest: dict, mel: np.ndarray, seed: int, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """HiFT on `mel` [1, 80, frames] with seeded draws (the same for every mel of one
+    seed), and the log-mel of the wav by the bundle's own `s3gen_mel`: (wav, log-mel)."""
+    s3 = manifest["config"]["s3gen"]
+    rng = np.random.default_rng(seed + 1)
+    h = s3["hift_harmonics"]
+    phase = rng.uniform(-np.pi, np.pi, (1, h, 1)).astype(np.float32)
+    phase[0, 0, 0] = 0.0
+    noise = rng.standard_normal((1, h, mel.shape[2] * s3["samples_per_mel_frame"])).astype(np.float32)
+    wav = ort_session(bundle / "hift.onnx", threads).run(None, {"mel": mel.astype(np.float32), "phase_init": phase,
+                                                                "sine_noise": noise})[0]
+    logmel = ort_session(bundle / "s3gen_mel.onnx", threads).run(None, {"wav": wav})[0]
+    return wav, logmel
+
+
+def flow_reference_run(fp32_bundle: Path, tokens: int = DEFAULT_TOKENS, seed: int = CHECK_SEED,
+                       threads: int = 2) -> dict:
+    """The fp32 side of the flow check: `flow_inputs`, the Euler loop on the fp32
+    `flow_estimator` (each step's inputs and velocity kept), HiFT and the log-mel of its
+    wav."""
+    manifest = json.loads((fp32_bundle / "manifest.json").read_text())
+    inp = flow_inputs(fp32_bundle, manifest, tokens, seed, threads)
+    steps = []
+    mel = euler(ort_session(fp32_bundle / "flow_estimator.onnx", threads), inp, record=steps)
+    wav, logmel = vocode(fp32_bundle, manifest, mel, seed, threads)
+    return {"bundle": fp32_bundle, "manifest": manifest, "inputs": inp, "seed": seed, "steps": steps, "mel": mel,
+            "wav": wav, "logmel": logmel}
+
+
+def flow_replay_error(ref: dict, quant_estimator: Path, threads: int = 2, log=print) -> dict:
+    """A quantized `flow_estimator` against `flow_reference_run`, per stage: the velocity
+    (graph output, both CFG rows) of one call on each fp32 step's inputs; the mel after
+    its own Euler loop from the same noise; HiFT on that mel with the same draws: the
+    wav and its log-mel (`s3gen_mel`, natural log). Relative L2 errors, plus the mean
+    absolute log-mel difference."""
+    sess = ort_session(quant_estimator, threads)
+    inp = ref["inputs"]
+    vel = [_rel(sess.run(["velocity"], feeds)[0], v) for feeds, v in ref["steps"]]
+    mel = euler(sess, inp)
+    wav, logmel = vocode(ref["bundle"], ref["manifest"], mel, ref["seed"], threads)
+    ts = _t_span(inp["steps"], inp["schedule"])
+    res = {
+        "tokens": inp["tokens"], "frames": inp["frames"], "prompt_frames": inp["prompt_frames"],
+        "batch": inp["batch"], "steps": inp["steps"], "seed": ref["seed"],
+        "t": [float(t) for t in ts[:-1]],
+        "velocity_rel_error": vel,
+        "max_rel_error": max(vel),
+        "median_rel_error": float(np.median(vel)),
+        "mel_rel_error": _rel(mel, ref["mel"]),
+        "mel_max_abs_error": float(np.abs(mel.astype(np.float64) - ref["mel"]).max()),
+        "wav_rel_error": _rel(wav, ref["wav"]),
+        "log_mel_l1": float(np.abs(logmel.astype(np.float64) - ref["logmel"]).mean()),
+        "log_mel_rel_error": _rel(logmel, ref["logmel"]),
+    }
+    log(f"  flow_estimator vs fp32, {res['tokens']} tokens, {res['frames']} frames ({res['prompt_frames']} prompt), "
+        f"batch {res['batch']}, {res['steps']} steps: velocity rel error max {res['max_rel_error']:.3g} median "
+        f"{res['median_rel_error']:.3g}; mel {res['mel_rel_error']:.3g}; wav {res['wav_rel_error']:.3g}, "
+        f"log-mel L1 {res['log_mel_l1']:.3g}")
+    return res
+
+
+def flow_error(fp32_bundle: Path, quant_estimator: Path, tokens: int = DEFAULT_TOKENS, seed: int = CHECK_SEED,
+               threads: int = 2, log=print) -> dict:
+    """`quant_estimator` against `fp32_bundle`'s fp32 `flow_estimator` (`flow_reference_run`,
+    then `flow_replay_error`)."""
+    return flow_replay_error(flow_reference_run(fp32_bundle, tokens, seed, threads), quant_estimator, threads, log)
+
+
 # ----------------------------------------------------------------------------- bundle
 
 
-def quantize_bundle(src: Path, out: Path, precision: str, block_size: int = DEFAULT_BLOCK_SIZE,
-                    accuracy_level: int = DEFAULT_ACCURACY_LEVEL, keep_fp32: frozenset = frozenset(),
-                    tokens: int = DEFAULT_TOKENS, log=print) -> dict:
-    """Writes the quantized bundle `out` from `src`; returns its manifest."""
+def _quantize_component(name: str, src: Path, out: Path, manifest: dict, precision: str, block_size: int,
+                        accuracy_level: int, keep_fp32: frozenset, tokens: int, flow_method: str, per_channel: bool,
+                        log) -> None:
+    """Writes OUT's quantized `name` graph, checks it against SRC's fp32 one and updates
+    its manifest entry (files, precision, quantization, self_check) in `manifest`."""
     import onnxruntime
 
+    spec = manifest["components"][name]
+    bits = PRECISION_BITS[precision]
+    model = load_onnx(src / f"{name}.onnx")
+    if name == "t3_decoder":
+        log(f"quantizing {src / 't3_decoder.onnx'} to {precision} (block {block_size}, accuracy level "
+            f"{accuracy_level}, fp32: {', '.join(sorted(keep_fp32)) or 'nothing'})")
+        qmodel, info = quantize_decoder(model, bits, block_size, accuracy_level, set(keep_fp32),
+                                        manifest["config"]["speech"]["vocab_size"])
+    elif flow_method == "dynamic":
+        log(f"quantizing {src / 'flow_estimator.onnx'} to dynamic int8 (weights per "
+            f"{'column' if per_channel else 'tensor'})")
+        qmodel, info = quantize_flow_dynamic(model, per_channel)
+    else:
+        log(f"quantizing {src / 'flow_estimator.onnx'} to {precision} (block {block_size}, "
+            f"accuracy level {accuracy_level})")
+        qmodel, info = quantize_flow_nbits(model, bits, block_size, accuracy_level)
+    del model
+    files = save_onnx(qmodel, out / f"{name}.onnx")
+    del qmodel
+    info["onnxruntime"] = onnxruntime.__version__
+    info["fp32_sha256"] = spec["files"][0]["sha256"]
+    fp32_mb = sum(f["bytes"] for f in spec["files"]) / 1e6
+    prev = spec["self_check"]
+    if name == "t3_decoder":
+        err = t3_error(src, out / "t3_decoder.onnx", tokens, log=log)
+        check = {
+            "max_rel_error": err["max_rel_error"],
+            "median_rel_error": err["median_rel_error"],
+            "kl_mean": err["kl_mean"],
+            "kl_max": err["kl_max"],
+            "argmax_agreement": err["argmax_agreement"],
+            "max_rel_error_fp32": prev["max_rel_error"],
+            **({"alignment_max_rel_error": err["alignment_max_rel_error"]} if "alignment_max_rel_error" in err else {}),
+            "lengths": [{"batch": err["batch"], "seq": err["prefill"], "past": 0},
+                        {"batch": err["batch"], "seq": 1, "past": err["prefill"], "steps": err["tokens"]}],
+        }
+    else:
+        err = flow_error(src, out / "flow_estimator.onnx", tokens, log=log)
+        check = {
+            "max_rel_error": err["max_rel_error"],
+            "median_rel_error": err["median_rel_error"],
+            "mel_rel_error": err["mel_rel_error"],
+            "wav_rel_error": err["wav_rel_error"],
+            "log_mel_l1": err["log_mel_l1"],
+            "max_rel_error_fp32": prev["max_rel_error"],
+            "tokens": err["tokens"],
+            "prompt_frames": err["prompt_frames"],
+            "lengths": [{"batch": err["batch"], "frames": err["frames"], "t": t} for t in err["t"]],
+        }
+    spec["files"] = [file_entry(f, out) for f in files]
+    spec["precision"] = precision
+    spec["quantization"] = info
+    spec["self_check"] = check
+    log(f"{name}: {sum(f['bytes'] for f in spec['files']) / 1e6:.2f} MB {precision} (fp32 {fp32_mb:.2f} MB)")
+
+
+def quantize_bundle(src: Path, out: Path, precisions: dict, block_size: int = DEFAULT_BLOCK_SIZE,
+                    accuracy_level: int = DEFAULT_ACCURACY_LEVEL, keep_fp32: frozenset = frozenset(),
+                    tokens: int = DEFAULT_TOKENS, flow_method: str = DEFAULT_FLOW_METHOD, per_channel: bool = True,
+                    log=print) -> dict:
+    """Writes the bundle `out` from `src` with each component of `precisions`
+    (name -> "int8" / "int4", names from COMPONENTS) quantized; returns its manifest."""
     manifest = json.loads((src / "manifest.json").read_text())
-    spec = manifest["components"]["t3_decoder"]
-    if spec["precision"] != "fp32":
-        raise QuantizeError(f"{src}: t3_decoder is {spec['precision']}; quantize an fp32 bundle")
+    for name, precision in precisions.items():
+        if name not in COMPONENTS:
+            raise QuantizeError(f"cannot quantize {name}; choose from {', '.join(COMPONENTS)}")
+        have = manifest["components"][name]["precision"]
+        if have != "fp32":
+            raise QuantizeError(f"{src}: {name} is {have}; quantize an fp32 {name}")
+        if name == "flow_estimator" and flow_method == "dynamic" and precision != "int8":
+            raise QuantizeError(f"flow_estimator={precision}: --flow-method dynamic is int8 only (int4: --flow-method nbits)")
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise QuantizeError("--out must be outside --bundle")
     if out.exists() and any(out.iterdir()):
@@ -492,61 +826,80 @@ def quantize_bundle(src: Path, out: Path, precision: str, block_size: int = DEFA
             raise QuantizeError(f"{out}: exists, is not empty and holds no manifest.json; refusing to overwrite it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    dec_files = {f["path"] for f in spec["files"]}
-    for p in sorted(src.rglob("*")):
-        rel = p.relative_to(src).as_posix()
-        if p.is_file() and rel not in dec_files and rel != "manifest.json":
-            link_or_copy(p, out / rel)
-
-    bits = PRECISION_BITS[precision]
-    log(f"quantizing {src / 't3_decoder.onnx'} to {precision} (block {block_size}, accuracy level {accuracy_level}, "
-        f"fp32: {', '.join(sorted(keep_fp32)) or 'nothing'})")
-    model = onnx.load(str(src / "t3_decoder.onnx"), load_external_data=True)
-    qmodel, info = quantize_decoder(model, bits, block_size, accuracy_level, set(keep_fp32),
-                                    manifest["config"]["speech"]["vocab_size"])
-    files = save_onnx(qmodel, out / "t3_decoder.onnx")
-    del qmodel
-    info["onnxruntime"] = onnxruntime.__version__
-    info["fp32_sha256"] = spec["files"][0]["sha256"]
-    err = t3_error(src, out / "t3_decoder.onnx", tokens, log=log)
-    fp32_mb = sum(f["bytes"] for f in spec["files"]) / 1e6
-    spec["files"] = [file_entry(f, out) for f in files]
-    spec["precision"] = precision
-    spec["quantization"] = info
-    prev = spec["self_check"]
-    spec["self_check"] = {
-        "max_rel_error": err["max_rel_error"],
-        "median_rel_error": err["median_rel_error"],
-        "kl_mean": err["kl_mean"],
-        "kl_max": err["kl_max"],
-        "argmax_agreement": err["argmax_agreement"],
-        "max_rel_error_fp32": prev["max_rel_error"],
-        **({"alignment_max_rel_error": err["alignment_max_rel_error"]} if "alignment_max_rel_error" in err else {}),
-        "lengths": [{"batch": err["batch"], "seq": err["prefill"], "past": 0},
-                    {"batch": err["batch"], "seq": 1, "past": err["prefill"], "steps": err["tokens"]}],
-    }
-    manifest["model"]["id"] = f"{manifest['model']['id']}-{precision}"
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    log(f"t3_decoder: {sum(f['bytes'] for f in spec['files']) / 1e6:.2f} MB {precision} (fp32 {fp32_mb:.2f} MB); "
-        f"bundle written to {out}")
+    try:
+        rewritten = {f["path"] for name in precisions for f in manifest["components"][name]["files"]}
+        for p in sorted(src.rglob("*")):
+            rel = p.relative_to(src).as_posix()
+            if p.is_file() and rel not in rewritten and rel != "manifest.json":
+                link_or_copy(p, out / rel)
+        suffix = ""
+        for name in COMPONENTS:  # a fixed order: "-int8", "-flow-int8", "-int4-flow-int8"
+            if name in precisions:
+                suffix += f"-{precisions[name]}" if name == "t3_decoder" else f"-flow-{precisions[name]}"
+        for name in COMPONENTS:
+            if name in precisions:
+                _quantize_component(name, src, out, manifest, precisions[name], block_size, accuracy_level,
+                                    keep_fp32, tokens, flow_method, per_channel, log)
+        manifest["model"]["id"] = f"{manifest['model']['id']}{suffix}"
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written bundle (a rerun would refuse it)
+        raise
+    log(f"bundle written to {out}")
     return manifest
 
 
+def parse_components(text: str, precision: str | None) -> dict:
+    """`--components` ("t3_decoder", "flow_estimator=int8", comma-separated) with
+    `--precision` as the precision of the names given without one: {name: precision}."""
+    out = {}
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        name, _, p = item.partition("=")
+        p = p or precision
+        if name not in COMPONENTS:
+            raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
+        if p is None:
+            raise ValueError(f"{name}: no precision (give --precision or {name}=int8)")
+        if p not in PRECISION_BITS:
+            raise ValueError(f"{name}: precision {p!r}; choose from {', '.join(sorted(PRECISION_BITS))}")
+        if name in out:
+            raise ValueError(f"{name} given twice")
+        out[name] = p
+    if not out:
+        raise ValueError("no component to quantize")
+    return out
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Weight-only int8 / int4 t3_decoder (MatMulNBits) for a bundle")
+    p = argparse.ArgumentParser(description="Quantized t3_decoder (weight-only int8 / int4, MatMulNBits) and "
+                                            "flow_estimator (int8) for a bundle")
     p.add_argument("--bundle", type=Path, required=True, help="an fp32 bundle")
     p.add_argument("--out", type=Path, required=True, help="the quantized bundle to write")
-    p.add_argument("--precision", choices=sorted(PRECISION_BITS), required=True)
+    p.add_argument("--precision", choices=sorted(PRECISION_BITS),
+                   help="precision of the --components given without one")
+    p.add_argument("--components", default="t3_decoder", metavar="LIST",
+                   help="comma-separated components to quantize, each NAME or NAME=PRECISION: "
+                        f"{', '.join(COMPONENTS)} (default t3_decoder)")
     p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
                    help=f"values per scale along K, a power of 2 >= 16 (default {DEFAULT_BLOCK_SIZE})")
     p.add_argument("--accuracy-level", type=int, choices=[0, 1, 2, 3, 4], default=DEFAULT_ACCURACY_LEVEL,
                    help="MatMulNBits accuracy_level: 0 unset (fp32 compute on CPU), 4 int8 activations "
                         f"(default {DEFAULT_ACCURACY_LEVEL})")
     p.add_argument("--keep-fp32", default="", metavar="LIST",
-                   help="comma-separated weights to leave fp32: head (the speech head), positions "
+                   help="t3_decoder: comma-separated weights to leave fp32: head (the speech head), positions "
                         "(Turbo's position table); default none")
+    p.add_argument("--flow-method", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD,
+                   help="flow_estimator: dynamic (int8 weights, activations quantized per tensor at run time, "
+                        "MatMulInteger; int8 only) or nbits (weight-only MatMulNBits as for t3_decoder: half the "
+                        f"error, not faster on a CPU at the flow's sizes) (default {DEFAULT_FLOW_METHOD})")
+    p.add_argument("--flow-weight-scale", choices=("column", "tensor"), default="column",
+                   help="flow_estimator, --flow-method dynamic: one weight scale per output column or one per "
+                        "tensor (default column)")
     p.add_argument("--tokens", type=int, default=DEFAULT_TOKENS,
-                   help=f"forced tokens of the error check (default {DEFAULT_TOKENS})")
+                   help=f"t3_decoder: forced tokens of the error check; flow_estimator: speech tokens after the "
+                        f"voice's prompt (default {DEFAULT_TOKENS})")
     args = p.parse_args(argv)
     if args.block_size < 16 or args.block_size & (args.block_size - 1):
         p.error("--block-size must be a power of 2, at least 16")
@@ -555,14 +908,18 @@ def parse_args(argv=None):
     args.keep_fp32 = frozenset(x for x in args.keep_fp32.split(",") if x)
     if not args.keep_fp32 <= KEEP_FP32:
         p.error(f"--keep-fp32: unknown {sorted(args.keep_fp32 - KEEP_FP32)}; choose from {sorted(KEEP_FP32)}")
+    try:
+        args.components = parse_components(args.components, args.precision)
+    except ValueError as e:
+        p.error(f"--components: {e}")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        quantize_bundle(args.bundle, args.out, args.precision, args.block_size, args.accuracy_level,
-                        args.keep_fp32, args.tokens)
+        quantize_bundle(args.bundle, args.out, args.components, args.block_size, args.accuracy_level,
+                        args.keep_fp32, args.tokens, args.flow_method, args.flow_weight_scale == "column")
     except (QuantizeError, OSError, KeyError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

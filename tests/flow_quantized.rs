@@ -1,0 +1,329 @@
+//! Quantized flow estimators (`export/quantize_bundle.py --components flow_estimator=int8`,
+//! its defaults: every MatMul of the estimator with a constant weight quantized dynamically,
+//! int8 weights with one scale per output column, activations quantized per tensor at run
+//! time: `DynamicQuantizeLinear` + `MatMulInteger`). `onnx/tiny-quant/<family>-flow-int8/` holds only the quantized
+//! `flow_estimator.onnx` and the bundle's `manifest.json`; each test rebuilds the whole
+//! bundle in a scratch folder from `onnx/tiny` or `onnx/tiny-turbo` and those two files.
+//!
+//! The error is measured against the fp32 tiny bundle run by the same engine on the same
+//! inputs (the goldens' flow `mu`, noise and prompt mel): the Euler loop's mel (10 cosine
+//! steps with CFG for the original model, 2 meanflow steps for Turbo) and HiFT's wav on
+//! that mel with the goldens' draws. Measured on the committed graphs (CPU, 1 thread):
+//! see `CASES`; the bounds are about twice the measurement. The wav error is ~4-5x the mel
+//! error on these inputs (HiFT amplifies it). The full-size figures are in benches/results/flow-quant/.
+
+mod pipeline_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chatterbox_ort::s3gen::{flow, vocoder};
+use chatterbox_ort::{Engine, EngineOptions};
+use pipeline_support::{
+    engine, goldens, rel_err, scratch, turbo_bundle_dir, turbo_engine, turbo_goldens, Goldens,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
+
+/// One committed quantized flow estimator and the bounds it must meet.
+struct Case {
+    family: &'static str,
+    /// Relative L2 error of the Euler loop's mel against the fp32 bundle's.
+    max_mel_err: f64,
+    /// Relative L2 error of HiFT's wav on that mel against the wav on the fp32 mel.
+    max_wav_err: f64,
+}
+
+/// Measured (CPU, 1 thread): original mel 8.5e-3, wav 4.4e-2; Turbo mel 4.6e-3, wav 1.8e-2.
+const CASES: [Case; 2] = [
+    Case {
+        family: "original",
+        max_mel_err: 2e-2,
+        max_wav_err: 1e-1,
+    },
+    Case {
+        family: "turbo",
+        max_mel_err: 1e-2,
+        max_wav_err: 4e-2,
+    },
+];
+
+fn case(family: &str) -> &'static Case {
+    CASES
+        .iter()
+        .find(|c| c.family == family)
+        .expect("a listed case")
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn committed(c: &Case) -> PathBuf {
+    root()
+        .join("onnx/tiny-quant")
+        .join(format!("{}-flow-int8", c.family))
+}
+
+/// The fp32 tiny bundle of the family.
+fn base(c: &Case) -> PathBuf {
+    if c.family == "turbo" {
+        turbo_bundle_dir()
+    } else {
+        pipeline_support::bundle_dir()
+    }
+}
+
+/// The quantized bundle, in a scratch folder named after `test`: every file of the fp32
+/// tiny bundle (goldens left out), then the committed `flow_estimator.onnx` and
+/// `manifest.json` over them.
+fn quant_bundle(c: &Case, test: &str) -> PathBuf {
+    let dir = scratch(&format!("flow-quant-{test}-{}", c.family));
+    for entry in std::fs::read_dir(base(c)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    for f in ["flow_estimator.onnx", "manifest.json"] {
+        std::fs::copy(committed(c).join(f), dir.join(f))
+            .unwrap_or_else(|e| panic!("{}/{f}: {e}", committed(c).display()));
+    }
+    dir
+}
+
+fn load(dir: &Path) -> Engine {
+    let mut opts = EngineOptions::new(dir);
+    opts.threads = Some(1);
+    Engine::load(opts).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
+}
+
+/// The Euler loop of `e` on the goldens' flow inputs (`flow_mu`, `flow_noise`, the prompt
+/// mel as the original's stage test and Turbo's meanflow test give it), then HiFT on the
+/// mel with the goldens' draws: (mel, wav).
+fn flow_and_hift(e: &Engine, g: &Goldens, turbo: bool) -> (Vec<f32>, Vec<f32>) {
+    let host = e.host();
+    let mut tokens = g.i64("s3gen_prompt_tokens").to_vec();
+    let prompt_tokens = tokens.len();
+    tokens.extend_from_slice(g.i64("flow_tokens"));
+    let enc = flow::encode(host, &tokens, g.f32("xvector")).unwrap();
+    let enc = flow::FlowEncoded {
+        mu: g.f32("flow_mu").to_vec(),
+        spks: enc.spks,
+        frames: enc.frames,
+    };
+    let prompt = g.get("prompt_mel");
+    // The original's goldens cut the prompt mel to 2 x prompt tokens frames (a voice's
+    // layout); Turbo's keep all of it.
+    let frames = if turbo {
+        prompt.shape[1]
+    } else {
+        2 * prompt_tokens
+    };
+    let steps = e.bundle().generation().flow_steps;
+    let params = flow::FlowParams::new(e.bundle().config(), e.bundle().generation(), steps);
+    let mel = flow::solve_euler(
+        host,
+        &enc,
+        g.f32("flow_noise").to_vec(),
+        &prompt.f32[..frames * 80],
+        frames,
+        &params,
+        |_| {},
+    )
+    .unwrap();
+    let draws = vocoder::HiftDraws {
+        phase_init: g.f32("hift_phase_init").to_vec(),
+        sine_noise: g.f32("hift_sine_noise").to_vec(),
+    };
+    let mel_frames = mel.len() / 80;
+    assert_eq!(mel_frames, g.get("flow_mel").shape[2]);
+    let wav = vocoder::hift(host, &mel, mel_frames, draws).unwrap();
+    (mel, wav)
+}
+
+/// Opens the rebuilt bundle, checks that the engine reads the quantized precision (and
+/// only there), runs the flow and HiFT and holds them to the case's bounds against the
+/// fp32 bundle.
+fn flow_within_bounds(family: &str) {
+    let c = case(family);
+    let turbo = family == "turbo";
+    let dir = quant_bundle(c, "mel");
+    let q = load(&dir);
+    let spec = |e: &Engine, name: &str| e.bundle().component(name).unwrap().precision.clone();
+    assert_eq!(spec(&q, "flow_estimator"), "int8");
+    for other in ["t3_decoder", "flow_encoder", "hift"] {
+        assert_eq!(spec(&q, other), "fp32", "{other}");
+    }
+    let (fp32, g) = if turbo {
+        (turbo_engine(), turbo_goldens())
+    } else {
+        (engine(), goldens())
+    };
+    assert_eq!(spec(fp32, "flow_estimator"), "fp32");
+    let (mel32, wav32) = flow_and_hift(fp32, g, turbo);
+    let (mel8, wav8) = flow_and_hift(&q, g, turbo);
+    let mel_err = rel_err(&mel8, &mel32);
+    let wav_err = rel_err(&wav8, &wav32);
+    eprintln!(
+        "{family} flow int8: mel rel err {mel_err:.3e} (bound {:.1e}; vs golden {:.3e}), \
+         wav rel err {wav_err:.3e} (bound {:.1e})",
+        c.max_mel_err,
+        rel_err(&mel8, g.f32("flow_mel")),
+        c.max_wav_err
+    );
+    assert!(
+        mel_err > 0.0,
+        "{family}: the quantized flow gave the fp32 mel exactly"
+    );
+    assert!(
+        mel_err <= c.max_mel_err,
+        "{family}: mel rel err {mel_err:.3e}"
+    );
+    assert!(
+        wav_err <= c.max_wav_err,
+        "{family}: wav rel err {wav_err:.3e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn original_flow_int8_mel_and_wav() {
+    flow_within_bounds("original");
+}
+
+#[test]
+fn turbo_flow_int8_mel_and_wav() {
+    flow_within_bounds("turbo");
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The committed manifests are valid, say what was quantized, how and with which errors,
+/// and differ from their fp32 bundle's only in `model.id` and the `flow_estimator` entry;
+/// the graphs use MatMulNBits.
+#[test]
+fn committed_manifests_describe_the_quantized_flow() {
+    let schema = read_json(&root().join("export/manifest.schema.json"));
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for c in &CASES {
+        let m = read_json(&committed(c).join("manifest.json"));
+        let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", c.family);
+        let est = &m["components"]["flow_estimator"];
+        assert_eq!(est["precision"], "int8");
+        let q = &est["quantization"];
+        assert_eq!(q["bits"], 8);
+        assert!(q["method"].as_str().unwrap().starts_with("dynamic"));
+        assert_eq!(q["per_channel"], true);
+        assert_eq!(q["fp32_weights"], serde_json::json!([]));
+        let check = &est["self_check"];
+        for k in [
+            "max_rel_error",
+            "mel_rel_error",
+            "wav_rel_error",
+            "log_mel_l1",
+        ] {
+            assert!(
+                check[k].as_f64().unwrap() > 0.0,
+                "{}: self_check.{k}",
+                c.family
+            );
+        }
+        // A quantized flow without its errors is refused.
+        let mut broken = m.clone();
+        broken["components"]["flow_estimator"]["self_check"]
+            .as_object_mut()
+            .unwrap()
+            .remove("mel_rel_error");
+        assert!(!validator.is_valid(&broken));
+
+        let fp32_manifest = read_json(&base(c).join("manifest.json"));
+        let mut fp32 = fp32_manifest.clone();
+        let mut same = m.clone();
+        for v in [&mut fp32, &mut same] {
+            v["components"]
+                .as_object_mut()
+                .unwrap()
+                .remove("flow_estimator");
+            v["model"].as_object_mut().unwrap().remove("id");
+        }
+        assert_eq!(same, fp32, "{}: manifest drifted", c.family);
+        assert_eq!(
+            m["model"]["id"],
+            format!(
+                "{}-flow-int8",
+                fp32_manifest["model"]["id"].as_str().unwrap()
+            )
+        );
+        assert_eq!(
+            q["fp32_sha256"], fp32_manifest["components"]["flow_estimator"]["files"][0]["sha256"],
+            "{}: quantized from another fp32 estimator; re-run export/quantize_bundle.py",
+            c.family
+        );
+        // Op types as serialized (NodeProto field 4: tag 0x22, length, name).
+        let graph = std::fs::read(committed(c).join("flow_estimator.onnx")).unwrap();
+        let uses = |op: &[u8]| graph.windows(op.len()).any(|w| w == op);
+        assert!(uses(b"\x22\x0dMatMulInteger"));
+        assert!(uses(b"\x22\x15DynamicQuantizeLinear"));
+    }
+}
+
+/// The committed flow estimators stay small: the repository carries them.
+#[test]
+fn committed_artifacts_stay_under_2_megabytes() {
+    let mut total = 0u64;
+    for c in &CASES {
+        for f in std::fs::read_dir(committed(c)).unwrap() {
+            total += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    assert!(total < 2_000_000, "the flow bundles are {total} bytes");
+}
+
+/// `chatterbox-ort info` reports the precision and `say` synthesizes on each bundle.
+#[test]
+fn info_and_say_on_each_quantized_flow() {
+    for c in &CASES {
+        let dir = quant_bundle(c, "cli");
+        let b = dir.display().to_string();
+        let info = Command::new(BIN)
+            .args(["info", "--bundle", &b])
+            .env_remove("CHATTERBOX_ORT_BUNDLE")
+            .output()
+            .unwrap();
+        assert!(
+            info.status.success(),
+            "{}",
+            String::from_utf8_lossy(&info.stderr)
+        );
+        let text = String::from_utf8_lossy(&info.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("flow_estimator"))
+            .unwrap_or_else(|| panic!("no flow_estimator line in info:\n{text}"));
+        assert!(line.contains("int8"), "{line}");
+
+        let wav = dir.join("out.wav");
+        let out = Command::new(BIN)
+            .args(["say", "Quantized flow.", "--bundle", &b, "-o"])
+            .arg(&wav)
+            .args(["--seed", "3", "--max-new-tokens", "4", "--flow-steps", "2"])
+            .env_remove("CHATTERBOX_ORT_BUNDLE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            c.family,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = hound::WavReader::open(&wav).expect("say wrote a wav");
+        assert_eq!(r.spec().sample_rate, 24_000);
+        assert!(r.len() > 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
