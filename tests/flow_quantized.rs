@@ -15,12 +15,12 @@
 mod pipeline_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chatterbox_ort::s3gen::{flow, vocoder};
-use chatterbox_ort::{Engine, EngineOptions};
+use chatterbox_ort::Engine;
 use pipeline_support::{
-    engine, goldens, rel_err, scratch, turbo_bundle_dir, turbo_engine, turbo_goldens, Goldens,
+    engine, files_bytes, goldens, info_line, overlay_bundle, rel_err, say_samples, test_engine,
+    turbo_bundle_dir, turbo_engine, turbo_goldens, Goldens,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -78,24 +78,16 @@ fn base(c: &Case) -> PathBuf {
 /// tiny bundle (goldens left out), then the committed `flow_estimator.onnx` and
 /// `manifest.json` over them.
 fn quant_bundle(c: &Case, test: &str) -> PathBuf {
-    let dir = scratch(&format!("flow-quant-{test}-{}", c.family));
-    for entry in std::fs::read_dir(base(c)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
-    for f in ["flow_estimator.onnx", "manifest.json"] {
-        std::fs::copy(committed(c).join(f), dir.join(f))
-            .unwrap_or_else(|e| panic!("{}/{f}: {e}", committed(c).display()));
-    }
-    dir
+    overlay_bundle(
+        &base(c),
+        &committed(c),
+        &["flow_estimator.onnx", "manifest.json"],
+        &format!("flow-quant-{test}-{}", c.family),
+    )
 }
 
 fn load(dir: &Path) -> Engine {
-    let mut opts = EngineOptions::new(dir);
-    opts.threads = Some(1);
-    Engine::load(opts).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
+    test_engine(dir.to_path_buf())
 }
 
 /// The Euler loop of `e` on the goldens' flow inputs (`flow_mu`, `flow_noise`, the prompt
@@ -275,12 +267,7 @@ fn committed_manifests_describe_the_quantized_flow() {
 /// The committed flow estimators stay small: the repository carries them.
 #[test]
 fn committed_artifacts_stay_under_2_megabytes() {
-    let mut total = 0u64;
-    for c in &CASES {
-        for f in std::fs::read_dir(committed(c)).unwrap() {
-            total += f.unwrap().metadata().unwrap().len();
-        }
-    }
+    let total = files_bytes(CASES.iter().map(committed));
     assert!(total < 2_000_000, "the flow bundles are {total} bytes");
 }
 
@@ -289,41 +276,10 @@ fn committed_artifacts_stay_under_2_megabytes() {
 fn info_and_say_on_each_quantized_flow() {
     for c in &CASES {
         let dir = quant_bundle(c, "cli");
-        let b = dir.display().to_string();
-        let info = Command::new(BIN)
-            .args(["info", "--bundle", &b])
-            .env_remove("CHATTERBOX_ORT_BUNDLE")
-            .output()
-            .unwrap();
-        assert!(
-            info.status.success(),
-            "{}",
-            String::from_utf8_lossy(&info.stderr)
-        );
-        let text = String::from_utf8_lossy(&info.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("flow_estimator"))
-            .unwrap_or_else(|| panic!("no flow_estimator line in info:\n{text}"));
+        let line = info_line(BIN, &dir, "flow_estimator");
         assert!(line.contains("int8"), "{line}");
-
-        let wav = dir.join("out.wav");
-        let out = Command::new(BIN)
-            .args(["say", "Quantized flow.", "--bundle", &b, "-o"])
-            .arg(&wav)
-            .args(["--seed", "3", "--max-new-tokens", "4", "--flow-steps", "2"])
-            .env_remove("CHATTERBOX_ORT_BUNDLE")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            c.family,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r = hound::WavReader::open(&wav).expect("say wrote a wav");
-        assert_eq!(r.spec().sample_rate, 24_000);
-        assert!(r.len() > 0);
+        let n = say_samples(BIN, &dir, "Quantized flow.", "2", c.family);
+        assert!(n > 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

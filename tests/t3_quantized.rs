@@ -17,11 +17,11 @@
 mod pipeline_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use chatterbox_ort::{Engine, EngineOptions, Family};
+use chatterbox_ort::{Engine, Family};
 use pipeline_support::{
-    goldens, original_tf_logits, rel_err, scratch, turbo_goldens, turbo_tf_logits,
+    files_bytes, goldens, info_line, original_tf_logits, overlay_bundle, rel_err, say_samples,
+    test_engine, turbo_goldens, turbo_tf_logits,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -93,24 +93,16 @@ fn base(c: &Case) -> PathBuf {
 /// tiny bundle (goldens left out), then the committed `t3_decoder.onnx` and `manifest.json`
 /// over them.
 fn quant_bundle(c: &Case, test: &str) -> PathBuf {
-    let dir = scratch(&format!("t3-quant-{test}-{}-{}", c.family, c.precision));
-    for entry in std::fs::read_dir(base(c)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
-    for f in ["t3_decoder.onnx", "manifest.json"] {
-        std::fs::copy(committed(c).join(f), dir.join(f))
-            .unwrap_or_else(|e| panic!("{}/{f}: {e}", committed(c).display()));
-    }
-    dir
+    overlay_bundle(
+        &base(c),
+        &committed(c),
+        &["t3_decoder.onnx", "manifest.json"],
+        &format!("t3-quant-{test}-{}-{}", c.family, c.precision),
+    )
 }
 
 fn load(dir: &Path) -> Engine {
-    let mut opts = EngineOptions::new(dir);
-    opts.threads = Some(1);
-    Engine::load(opts).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
+    test_engine(dir.to_path_buf())
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -263,12 +255,7 @@ fn committed_manifests_describe_the_quantized_decoder() {
 /// `onnx/tiny-quant` stays small: the repository carries it.
 #[test]
 fn committed_artifacts_stay_under_2_megabytes() {
-    let mut total = 0u64;
-    for c in &CASES {
-        for f in std::fs::read_dir(committed(c)).unwrap() {
-            total += f.unwrap().metadata().unwrap().len();
-        }
-    }
+    let total = files_bytes(CASES.iter().map(committed));
     assert!(total < 2_000_000, "onnx/tiny-quant is {total} bytes");
 }
 
@@ -277,42 +264,10 @@ fn committed_artifacts_stay_under_2_megabytes() {
 fn info_and_say_on_each_quantized_bundle() {
     for c in &CASES {
         let dir = quant_bundle(c, "cli");
-        let b = dir.display().to_string();
-        let info = Command::new(BIN)
-            .args(["info", "--bundle", &b])
-            .env_remove("CHATTERBOX_ORT_BUNDLE")
-            .output()
-            .unwrap();
-        assert!(
-            info.status.success(),
-            "{}",
-            String::from_utf8_lossy(&info.stderr)
-        );
-        let text = String::from_utf8_lossy(&info.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("t3_decoder"))
-            .unwrap_or_else(|| panic!("no t3_decoder line in info:\n{text}"));
+        let line = info_line(BIN, &dir, "t3_decoder");
         assert!(line.contains(c.precision), "{line}");
-
-        let wav = dir.join("out.wav");
-        let out = Command::new(BIN)
-            .args(["say", "Quantized decoder.", "--bundle", &b, "-o"])
-            .arg(&wav)
-            .args(["--seed", "3", "--max-new-tokens", "4", "--flow-steps", "1"])
-            .env_remove("CHATTERBOX_ORT_BUNDLE")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}-{}: {}",
-            c.family,
-            c.precision,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r = hound::WavReader::open(&wav).expect("say wrote a wav");
-        assert_eq!(r.spec().sample_rate, 24_000);
-        let n = r.len() as usize;
+        let what = format!("{}-{}", c.family, c.precision);
+        let n = say_samples(BIN, &dir, "Quantized decoder.", "1", &what);
         assert!(n > 0 && n.is_multiple_of(960), "{n} samples");
         let _ = std::fs::remove_dir_all(&dir);
     }

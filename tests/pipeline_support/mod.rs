@@ -20,7 +20,7 @@ fn committed_bundle(var: &str, name: &str) -> PathBuf {
 }
 
 /// An engine on `dir` (CPU, 1 thread), panicking with the bundle's path.
-fn test_engine(dir: PathBuf) -> Engine {
+pub fn test_engine(dir: PathBuf) -> Engine {
     let mut opts = EngineOptions::new(&dir);
     opts.threads = Some(1);
     Engine::load(opts).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
@@ -343,4 +343,84 @@ pub fn turbo_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
         got.extend(decode::last_logits(&logits).unwrap().remove(0));
     }
     got
+}
+
+/// A quantized bundle in a scratch folder named `name`: every file of the fp32 tiny bundle
+/// `base` (goldens left out), then `files` of the committed quantized artifacts `committed`
+/// over them (the layout of `onnx/tiny-quant/*`).
+pub fn overlay_bundle(base: &Path, committed: &Path, files: &[&str], name: &str) -> PathBuf {
+    let dir = scratch(name);
+    for entry in std::fs::read_dir(base).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    for f in files {
+        std::fs::copy(committed.join(f), dir.join(f))
+            .unwrap_or_else(|e| panic!("{}/{f}: {e}", committed.display()));
+    }
+    dir
+}
+
+/// Total bytes of the files directly in `dirs`.
+pub fn files_bytes(dirs: impl IntoIterator<Item = PathBuf>) -> u64 {
+    let mut total = 0u64;
+    for d in dirs {
+        for f in std::fs::read_dir(d).unwrap() {
+            total += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+/// `chatterbox-ort info --bundle dir`'s line for `component` (the run must succeed).
+pub fn info_line(bin: &str, dir: &Path, component: &str) -> String {
+    let info = std::process::Command::new(bin)
+        .arg("info")
+        .arg("--bundle")
+        .arg(dir)
+        .env_remove("CHATTERBOX_ORT_BUNDLE")
+        .output()
+        .unwrap();
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let text = String::from_utf8_lossy(&info.stdout);
+    text.lines()
+        .find(|l| l.trim_start().starts_with(component))
+        .unwrap_or_else(|| panic!("no {component} line in info:\n{text}"))
+        .to_string()
+}
+
+/// `chatterbox-ort say TEXT --bundle dir` (seed 3, 4 tokens, `flow_steps` steps) into
+/// `dir/out.wav`; panics naming `what` on failure. Returns the samples written.
+pub fn say_samples(bin: &str, dir: &Path, text: &str, flow_steps: &str, what: &str) -> usize {
+    let wav = dir.join("out.wav");
+    let out = std::process::Command::new(bin)
+        .args(["say", text, "--bundle"])
+        .arg(dir)
+        .arg("-o")
+        .arg(&wav)
+        .args([
+            "--seed",
+            "3",
+            "--max-new-tokens",
+            "4",
+            "--flow-steps",
+            flow_steps,
+        ])
+        .env_remove("CHATTERBOX_ORT_BUNDLE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = hound::WavReader::open(&wav).expect("say wrote a wav");
+    assert_eq!(r.spec().sample_rate, 24_000);
+    r.len() as usize
 }
