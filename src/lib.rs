@@ -12,11 +12,15 @@ pub mod family;
 pub mod ffi;
 pub mod limits;
 pub mod multilingual;
+#[cfg(feature = "openai")]
+pub mod openai;
 pub mod output;
 pub mod residency;
 pub mod rng;
 pub mod runtime;
 pub mod s3gen;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod stats;
 pub mod stream;
 pub mod t3;

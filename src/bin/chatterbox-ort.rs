@@ -49,6 +49,9 @@ enum Command {
     Convert(ConvertArgs),
     /// Show the bundle, its components, ONNX Runtime's version and providers.
     Info(EngineArgs),
+    /// Serve the OpenAI-compatible speech API over HTTP (`POST /v1/audio/speech`, voices,
+    /// models, health, Prometheus metrics).
+    Serve(ServeArgs),
     /// Benchmark residency modes (each in a fresh process) against `resident`.
     Bench(chatterbox_ort::bench::BenchArgs),
     /// One benchmark mode in this process (run by `bench`; prints one JSON line).
@@ -71,9 +74,51 @@ struct EngineArgs {
     threads: Option<usize>,
     /// Residency of the components' sessions: resident, swap, cpu, idle=SECONDS,
     /// budget=SIZE, with extra comma items (prefetch, ram-cache,
-    /// COMPONENT=POLICY), e.g. `swap,prefetch`.
-    #[arg(long, default_value = "resident", value_name = "PRESET")]
-    residency: String,
+    /// COMPONENT=POLICY), e.g. `swap,prefetch`. Default: resident (`serve`: idle=300).
+    #[arg(long, value_name = "PRESET")]
+    residency: Option<String>,
+}
+
+/// `serve`'s settings.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Address to listen on (port 0: any free port). Anything but loopback needs
+    /// --api-key (or --allow-unauthenticated).
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR:PORT")]
+    bind: std::net::SocketAddr,
+    /// Require `Authorization: Bearer KEY` on every route but /health. Default:
+    /// $CHATTERBOX_ORT_API_KEY.
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Serve on a non-loopback address without an API key.
+    #[arg(long)]
+    allow_unauthenticated: bool,
+    /// Voices folder: uploaded voices are stored there, requests name them.
+    #[arg(long, value_name = "DIR")]
+    voices: Option<PathBuf>,
+    /// Voices kept loaded in memory (least recently used ones are dropped).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    voice_cache: usize,
+    /// Syntheses running at once.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    concurrency: usize,
+    /// Requests that may wait for a synthesis; more get 429 at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_queue: usize,
+    /// Most characters of `input` per request (OpenAI's limit is 4096).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_input_chars: usize,
+    /// Largest voice upload in bytes.
+    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    max_upload_bytes: usize,
+    /// Seconds a synthesis may run before it is cancelled (504).
+    #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
+    request_timeout: f64,
+    /// Seconds work in flight may finish after SIGINT/SIGTERM before it is cancelled.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    shutdown_grace: f64,
 }
 
 #[derive(Args, Debug)]
@@ -248,6 +293,7 @@ fn main() -> ExitCode {
         Command::Voice(args) => voice(args),
         Command::Convert(args) => convert(args),
         Command::Info(args) => info(args),
+        Command::Serve(args) => serve(args),
         Command::Bench(args) => chatterbox_ort::bench::run_cli(&args),
         Command::BenchWorker(args) => chatterbox_ort::bench::run_worker(&args),
     };
@@ -262,6 +308,54 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `serve`: the engine behind the OpenAI-compatible HTTP API until SIGINT/SIGTERM.
+fn serve(mut args: ServeArgs) -> Result<()> {
+    let seconds = |name: &str, v: f64| -> Result<std::time::Duration> {
+        std::time::Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| *d <= chatterbox_ort::serve::MAX_TIMEOUT)
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid argument `--{name}`: must be in 0..={} seconds, got {v}",
+                    chatterbox_ort::serve::MAX_TIMEOUT.as_secs()
+                )
+            })
+    };
+    let api_key = args.api_key.take().or_else(|| {
+        std::env::var("CHATTERBOX_ORT_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+    });
+    let config = chatterbox_ort::serve::ServeConfig {
+        bind: args.bind,
+        api_key,
+        allow_unauthenticated: args.allow_unauthenticated,
+        voices: args.voices.clone(),
+        voice_cache: args.voice_cache,
+        concurrency: args.concurrency,
+        max_queue: args.max_queue,
+        limits: chatterbox_ort::openai::ApiLimits {
+            max_input_chars: args.max_input_chars,
+        },
+        max_upload_bytes: args.max_upload_bytes,
+        request_timeout: seconds("request-timeout", args.request_timeout)?,
+        shutdown_grace: seconds("shutdown-grace", args.shutdown_grace)?,
+    };
+    config.validate()?;
+    if args.engine.residency.is_none() {
+        args.engine.residency = Some("idle=300".to_string());
+    }
+    let engine = load_engine(&args.engine)?;
+    let residency = args.engine.residency.clone().unwrap_or_default();
+    chatterbox_ort::serve::run(engine, config, |addr| {
+        // One line on stdout that scripts (and the tests) wait for.
+        println!("listening on http://{addr} (residency {residency})");
+        let _ = std::io::stdout().flush();
+    })?;
+    eprintln!("serve: stopped");
+    Ok(())
 }
 
 /// SIGINT / SIGTERM while a synthesis runs: a flag the synthesis callbacks check, so the
@@ -374,7 +468,7 @@ fn engine_options(dir: &Path, args: &EngineArgs) -> Result<EngineOptions> {
     let mut opts = EngineOptions::new(dir);
     opts.provider = args.provider.parse()?;
     opts.threads = args.threads;
-    opts.residency = args.residency.parse()?;
+    opts.residency = args.residency.as_deref().unwrap_or("resident").parse()?;
     opts.validate()?;
     Ok(opts)
 }
