@@ -28,6 +28,8 @@ pub mod text;
 pub mod turbo;
 pub mod watermark;
 
+#[cfg(feature = "codecs")]
+pub use audio::encode::{AudioEncoder, AudioFormat};
 pub use bundle::{Family, Voice};
 pub use conditioning::S3GenReference;
 pub use convert::ConvertRequest;

@@ -90,6 +90,60 @@ fn say_writes_a_24k_wav_and_stats() {
     assert!(stats.get("host").is_some());
 }
 
+/// Without --format the output's extension picks the format; the file is what the library's
+/// encoder makes of the samples of the WAV the same synthesis writes.
+#[test]
+fn say_picks_the_format_by_the_output_extension() {
+    use chatterbox_ort::audio::encode::{encode, AudioFormat};
+    let dir = scratch("cli-formats");
+    let say_to = |output: &str, extra: &[&str]| {
+        let b = bundle_arg();
+        let mut args = vec![
+            "say", "Formats.", "--seed", "3", "--bundle", &b, "-o", output,
+        ];
+        args.extend_from_slice(&FAST);
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    let path = |name: &str| dir.join(name).display().to_string();
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    ok(say_to(&path("out.wav"), &[]));
+    let wav = std::fs::read(path("out.wav")).unwrap();
+    let r = hound::WavReader::new(std::io::Cursor::new(&wav)).unwrap();
+    // The 16-bit samples as floats: every encoder quantises them back to the same values.
+    let x: Vec<f32> = r
+        .into_samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32767.0)
+        .collect();
+    assert!(!x.is_empty());
+    for (name, format) in [
+        ("out.flac", AudioFormat::Flac),
+        ("out.mp3", AudioFormat::Mp3),
+        ("out.opus", AudioFormat::Opus),
+        ("out.raw", AudioFormat::Pcm),
+    ] {
+        ok(say_to(&path(name), &[]));
+        let bytes = std::fs::read(path(name)).unwrap();
+        assert_eq!(bytes, encode(format, 24_000, &x).unwrap(), "{name}");
+    }
+    // --format wins over the extension; to stdout it is the same bytes.
+    ok(say_to(&path("forced.mp3"), &["--format", "wav"]));
+    assert_eq!(std::fs::read(path("forced.mp3")).unwrap(), wav);
+    let out = ok(say_to("-", &["--format", "flac"]));
+    assert_eq!(out.stdout, std::fs::read(path("out.flac")).unwrap());
+    // --stream writes WAV or PCM only.
+    let streamed = dir.join("streamed.mp3");
+    let out = say_to(&path("streamed.mp3"), &["--stream"]);
+    assert_fails(&out, "--stream writes wav or pcm, not mp3", &streamed);
+}
+
 #[test]
 fn say_to_stdout_from_stdin() {
     let mut args = vec!["say", "--bundle"];

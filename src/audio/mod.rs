@@ -1,7 +1,10 @@
 //! Audio plumbing around the graphs: WAV input/output ([`wav`]), resampling
 //! ([`mod@resample`]), librosa-compatible silence trimming ([`mod@trim`]), fades
-//! ([`fade`]) and BS.1770 loudness ([`loudness`]).
+//! ([`fade`]), BS.1770 loudness ([`loudness`]) and, with the `codecs` feature, encoders of
+//! WAV, raw PCM, FLAC, MP3 and Ogg Opus (`encode`).
 
+#[cfg(feature = "codecs")]
+pub mod encode;
 pub mod fade;
 pub mod loudness;
 pub mod resample;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! chatterbox-ort say "Hello there." -o hello.wav
+//! chatterbox-ort say "Smaller file." -o hello.mp3        # format from the extension
 //! chatterbox-ort say --stream "Spoken while it is computed." -o - | aplay
 //! chatterbox-ort voice ref.wav -o voice.safetensors
 //! chatterbox-ort convert speech.wav --voice target.wav -o converted.wav
@@ -26,6 +27,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use chatterbox_ort::bundle::{Bundle, GenerationDefaults};
 use chatterbox_ort::multilingual::Language;
 use chatterbox_ort::output::OutputWriter;
+use chatterbox_ort::AudioFormat;
 use chatterbox_ort::{
     audio, conditioning, limits, Engine, EngineOptions, ErrorKind, Request, StreamChunk,
     StreamOptions, Voice,
@@ -129,13 +131,15 @@ struct SayArgs {
     /// Read the text from a UTF-8 file (`-` for stdin).
     #[arg(long, value_name = "FILE")]
     text_file: Option<PathBuf>,
-    /// Output WAV (`-` for stdout).
+    /// Output file (`-` for stdout); its extension picks the format unless --format does.
     #[arg(short, long, default_value = "out.wav", value_name = "FILE")]
     output: PathBuf,
-    /// Output format: `wav` (16-bit PCM mono WAV) or `pcm` (the same samples as raw
-    /// little-endian signed 16-bit, 24 kHz mono, no header).
-    #[arg(long, value_enum, default_value_t = Format::Wav)]
-    format: Format,
+    /// Output format: `wav` (16-bit PCM mono WAV), `pcm` (the same samples as raw
+    /// little-endian signed 16-bit, 24 kHz mono, no header), `flac`, `mp3` (64 kbit/s) or
+    /// `opus` (Ogg Opus, 48 kbit/s); flac, mp3 and opus not with --stream. Default: from
+    /// the output's extension (.wav, .pcm/.raw, .flac, .mp3, .opus/.ogg), else wav.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Write the audio as it is produced: S3Gen turns the speech tokens decoded so far into
     /// audio every few tokens while T3 goes on decoding, and each piece is written (and
     /// flushed) at once, so `-o - | aplay` speaks while it computes. A WAV then starts with
@@ -215,6 +219,37 @@ enum Format {
     Wav,
     /// Raw little-endian signed 16-bit PCM, mono, at the bundle's rate (24 kHz), no header.
     Pcm,
+    /// FLAC (lossless, 16-bit).
+    Flac,
+    /// MP3, 64 kbit/s.
+    Mp3,
+    /// Opus in Ogg, 48 kbit/s.
+    Opus,
+}
+
+impl Format {
+    /// `--format`, else the format `output`'s extension names, else WAV.
+    fn resolve(format: Option<Format>, output: &Path) -> Format {
+        format.unwrap_or_else(|| {
+            AudioFormat::from_extension(output).map_or(Format::Wav, |f| match f {
+                AudioFormat::Wav => Format::Wav,
+                AudioFormat::Pcm => Format::Pcm,
+                AudioFormat::Flac => Format::Flac,
+                AudioFormat::Mp3 => Format::Mp3,
+                AudioFormat::Opus => Format::Opus,
+            })
+        })
+    }
+
+    fn audio_format(self) -> AudioFormat {
+        match self {
+            Format::Wav => AudioFormat::Wav,
+            Format::Pcm => AudioFormat::Pcm,
+            Format::Flac => AudioFormat::Flac,
+            Format::Mp3 => AudioFormat::Mp3,
+            Format::Opus => AudioFormat::Opus,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -605,6 +640,14 @@ fn say(args: SayArgs) -> Result<()> {
         chatterbox_ort::output::check_not_an_input(&args.output, &say_inputs(&args))?;
     }
     let stream = stream_options(&args)?;
+    let format = Format::resolve(args.format, &args.output);
+    if stream.is_some() && !matches!(format, Format::Wav | Format::Pcm) {
+        bail!(
+            "--stream writes wav or pcm, not {} (from --format or the output's extension); \
+             drop --stream or choose --format wav|pcm",
+            format.audio_format()
+        );
+    }
     let text = read_text(&args)?;
     if text.trim().is_empty() {
         // Checked before loading anything; the library reports the same error.
@@ -654,7 +697,7 @@ fn say(args: SayArgs) -> Result<()> {
     let interrupt_after = test_interrupt_after();
     let mut first_audio_wall_s = None;
     let audio = if let Some(stream_opts) = &stream {
-        let mut sink = AudioSink::open(&args.output, args.format, rate, &say_inputs(&args))?;
+        let mut sink = AudioSink::open(&args.output, format, rate, &say_inputs(&args))?;
         let mut write_error: Option<anyhow::Error> = None;
         let written = std::cell::Cell::new(0usize);
         let result = engine.synthesize_stream(
@@ -721,7 +764,7 @@ fn say(args: SayArgs) -> Result<()> {
         let audio = result.map_err(|e| stopped(e.into(), &args.output, None, rate))?;
         write_audio(
             &args.output,
-            args.format,
+            format,
             &audio.samples,
             audio.sample_rate,
             &say_inputs(&args),
@@ -916,8 +959,8 @@ fn convert_inputs(args: &ConvertArgs) -> Vec<&Path> {
         .collect()
 }
 
-/// Writes the audio as a WAV or raw PCM to `output` (`-`: stdout), refusing an output that
-/// is one of `inputs`.
+/// Writes the audio in `format` to `output` (`-`: stdout), refusing an output that is one
+/// of `inputs`.
 fn write_audio(
     output: &Path,
     format: Format,
@@ -925,10 +968,7 @@ fn write_audio(
     sample_rate: u32,
     inputs: &[&Path],
 ) -> Result<()> {
-    let bytes = match format {
-        Format::Wav => audio::wav::encode_wav(samples, sample_rate)?,
-        Format::Pcm => audio::wav::pcm16_le(samples),
-    };
+    let bytes = audio::encode::encode(format.audio_format(), sample_rate, samples)?;
     if output.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
         out.write_all(&bytes)
