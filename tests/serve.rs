@@ -3,9 +3,9 @@
 //! mid-response, a raw socket.
 #![cfg(feature = "serve")]
 
-mod pipeline_support;
 #[path = "support/audio_decode.rs"]
 mod audio_decode;
+mod pipeline_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pipeline_support::{bundle_dir, scratch, tone, write_pcm16};
 use audio_decode::decode;
+use pipeline_support::{bundle_dir, scratch, tone, write_pcm16};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
 
@@ -29,7 +29,14 @@ impl Server {
     fn start(name: &str, extra: &[&str]) -> Server {
         let voices = scratch(&format!("serve-{name}")).join("voices");
         let mut child = Command::new(BIN)
-            .args(["serve", "--bind", "127.0.0.1:0", "--threads", "1", "--bundle"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--bundle",
+            ])
             .arg(bundle_dir())
             .arg("--voices")
             .arg(&voices)
@@ -53,7 +60,11 @@ impl Server {
                 panic!("no listening line: {line:?}; stderr: {err}")
             })
             .to_string();
-        Server { child, addr, voices }
+        Server {
+            child,
+            addr,
+            voices,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -70,7 +81,10 @@ impl Server {
                 let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
                 return (status.code(), err);
             }
-            assert!(Instant::now() < deadline, "the server did not stop within {wait:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop within {wait:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -105,7 +119,12 @@ impl Reply {
 
     /// Asserts an OpenAI-style error with `status` naming `param`.
     fn assert_error(&self, status: u16, param: Option<&str>) -> String {
-        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
         assert_eq!(self.content_type, "application/json");
         let v = self.json();
         let e = &v["error"];
@@ -196,7 +215,9 @@ struct RawResponse {
 fn raw_post(s: &Server, path: &str, body: &serde_json::Value) -> RawResponse {
     let body = body.to_string();
     let mut stream = TcpStream::connect(&s.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -266,7 +287,15 @@ fn health_models_and_metrics() {
         .map(|x| x["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["chatterbox", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]);
-    assert_eq!(post_json(&s, "/v1/audio/speech", &speech(6, serde_json::json!({"response_format": "wav"}))).status, 200);
+    assert_eq!(
+        post_json(
+            &s,
+            "/v1/audio/speech",
+            &speech(6, serde_json::json!({"response_format": "wav"}))
+        )
+        .status,
+        200
+    );
     let text = String::from_utf8(get(&s, "/metrics").body).unwrap();
     for name in [
         "chatterbox_requests_total{route=\"/v1/audio/speech\",status=\"200\"} 1",
@@ -298,13 +327,33 @@ fn every_format_decodes_to_the_cli_audio() {
     let dir = scratch("serve-formats-cli");
     let wav = dir.join("say.wav");
     let out = Command::new(BIN)
-        .args(["say", "Hello there. This is a test.", "--threads", "1", "--bundle"])
+        .args([
+            "say",
+            "Hello there. This is a test.",
+            "--threads",
+            "1",
+            "--bundle",
+        ])
         .arg(bundle_dir())
-        .args(["--seed", "7", "--max-new-tokens", "12", "--min-new-tokens", "12", "--flow-steps", "1", "-o"])
+        .args([
+            "--seed",
+            "7",
+            "--max-new-tokens",
+            "12",
+            "--min-new-tokens",
+            "12",
+            "--flow-steps",
+            "1",
+            "-o",
+        ])
         .arg(&wav)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want: Vec<i16> = hound::WavReader::open(&wav)
         .unwrap()
         .samples::<i16>()
@@ -318,9 +367,22 @@ fn every_format_decodes_to_the_cli_audio() {
         ("mp3", "audio/mpeg"),
         ("opus", "audio/ogg"),
     ] {
-        let r = post_json(&s, "/v1/audio/speech", &speech(12, serde_json::json!({"response_format": format})));
-        assert_eq!(r.status, 200, "{format}: {}", String::from_utf8_lossy(&r.body));
-        assert!(r.content_type.starts_with(ctype), "{format}: {}", r.content_type);
+        let r = post_json(
+            &s,
+            "/v1/audio/speech",
+            &speech(12, serde_json::json!({"response_format": format})),
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "{format}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            r.content_type.starts_with(ctype),
+            "{format}: {}",
+            r.content_type
+        );
         let got = decode(format, &r.body);
         assert_eq!(got.sample_rate, 24_000, "{format}");
         match format {
@@ -329,16 +391,26 @@ fn every_format_decodes_to_the_cli_audio() {
                 // Lossy: the length within one codec frame plus the encoder delay, and the
                 // waveform close (SNR after aligning the delay).
                 let diff = got.samples.len().abs_diff(want.len());
-                assert!(diff <= 2400, "{format}: {} samples vs {}", got.samples.len(), want.len());
+                assert!(
+                    diff <= 2400,
+                    "{format}: {} samples vs {}",
+                    got.samples.len(),
+                    want.len()
+                );
                 // Random weights give noise-like audio, which perceptual codecs do not keep
                 // sample for sample: measured SNR mp3 ~7 dB, opus ~2.5 dB (unrelated audio
                 // gives <= 0 dB). The loudness must match within 25 %.
                 let snr = got.snr_against(&want);
                 assert!(snr > 1.0, "{format}: SNR {snr:.1} dB");
-                let rms = |x: &[f32]| (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+                let rms = |x: &[f32]| {
+                    (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+                };
                 let want_f: Vec<f32> = want.iter().map(|&x| f32::from(x) / 32768.0).collect();
                 let ratio = rms(&got.samples) / rms(&want_f);
-                assert!((0.75..=1.25).contains(&ratio), "{format}: RMS ratio {ratio:.2}");
+                assert!(
+                    (0.75..=1.25).contains(&ratio),
+                    "{format}: RMS ratio {ratio:.2}"
+                );
             }
         }
     }
@@ -369,7 +441,10 @@ fn streaming_delivers_audio_before_the_end() {
         assert!((2.2..=2.7).contains(&secs), "{format}: {secs} s");
     }
     // Server-sent events: deltas of base64 audio, then `speech.audio.done`.
-    let body = speech(30, serde_json::json!({"response_format": "pcm", "stream_format": "sse", "first_chunk_tokens": 10, "chunk_tokens": 8}));
+    let body = speech(
+        30,
+        serde_json::json!({"response_format": "pcm", "stream_format": "sse", "first_chunk_tokens": 10, "chunk_tokens": 8}),
+    );
     let r = post_json(&s, "/v1/audio/speech", &body);
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "text/event-stream");
@@ -387,7 +462,11 @@ fn streaming_delivers_audio_before_the_end() {
     for d in deltas {
         assert_eq!(d["type"], "speech.audio.delta");
         use base64::Engine as _;
-        pcm.extend(base64::engine::general_purpose::STANDARD.decode(d["audio"].as_str().unwrap()).unwrap());
+        pcm.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(d["audio"].as_str().unwrap())
+                .unwrap(),
+        );
     }
     assert_eq!(pcm.len() % 2, 0);
     assert!(pcm.len() / 2 >= 24_000, "{} samples", pcm.len() / 2);
@@ -409,19 +488,69 @@ fn bad_requests_get_openai_errors() {
     };
     let cases: Vec<(serde_json::Value, u16, Option<&str>, &str)> = vec![
         (with("speed", 1.5.into()), 400, Some("speed"), "speed"),
-        (with("instructions", "whisper".into()), 400, Some("instructions"), "instructions"),
-        (with("response_format", "aac".into()), 400, Some("response_format"), "aac"),
-        (with("stream_format", "video".into()), 400, Some("stream_format"), "stream_format"),
-        (with("model", "whisper-1".into()), 404, Some("model"), "whisper-1"),
-        (with("voice", "../../etc/passwd".into()), 400, Some("voice"), "invalid voice name"),
+        (
+            with("instructions", "whisper".into()),
+            400,
+            Some("instructions"),
+            "instructions",
+        ),
+        (
+            with("response_format", "aac".into()),
+            400,
+            Some("response_format"),
+            "aac",
+        ),
+        (
+            with("stream_format", "video".into()),
+            400,
+            Some("stream_format"),
+            "stream_format",
+        ),
+        (
+            with("model", "whisper-1".into()),
+            404,
+            Some("model"),
+            "whisper-1",
+        ),
+        (
+            with("voice", "../../etc/passwd".into()),
+            400,
+            Some("voice"),
+            "invalid voice name",
+        ),
         (with("voice", "nobody".into()), 404, Some("voice"), "nobody"),
-        (with("input", "x".repeat(51).into()), 400, Some("input"), "at most 50"),
+        (
+            with("input", "x".repeat(51).into()),
+            400,
+            Some("input"),
+            "at most 50",
+        ),
         (with("input", "   ".into()), 400, Some("input"), "empty"),
-        (with("temperature", (-1.0).into()), 400, Some("temperature"), "temperature"),
-        (with("flow_steps", 100000.into()), 400, Some("flow_steps"), "flow_steps"),
+        (
+            with("temperature", (-1.0).into()),
+            400,
+            Some("temperature"),
+            "temperature",
+        ),
+        (
+            with("flow_steps", 100000.into()),
+            400,
+            Some("flow_steps"),
+            "flow_steps",
+        ),
         (with("seed", "x".into()), 400, Some("seed"), "integer"),
-        (with("language", "fr".into()), 400, Some("language"), "language"),
-        (with("bogus", 1.into()), 400, Some("bogus"), "unrecognized request argument"),
+        (
+            with("language", "fr".into()),
+            400,
+            Some("language"),
+            "language",
+        ),
+        (
+            with("bogus", 1.into()),
+            400,
+            Some("bogus"),
+            "unrecognized request argument",
+        ),
         (without("input"), 400, Some("input"), "missing"),
         (without("model"), 400, Some("model"), "missing"),
     ];
@@ -430,14 +559,20 @@ fn bad_requests_get_openai_errors() {
         let msg = r.assert_error(status, param);
         assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
     }
-    let r = reply(agent().post(&s.url("/v1/audio/speech")).send(&b"{not json"[..]));
+    let r = reply(
+        agent()
+            .post(&s.url("/v1/audio/speech"))
+            .send(&b"{not json"[..]),
+    );
     assert!(r.assert_error(400, None).contains("JSON"));
     let r = reply(agent().post(&s.url("/v1/audio/speech")).send(&b"[1]"[..]));
     assert!(r.assert_error(400, None).contains("object"));
     // A body far over the limit (4 bytes a character + 64 KiB) is refused once the limit is
     // passed, without reading the rest.
     let mut stream = TcpStream::connect(&s.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         stream,
         "POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
@@ -448,14 +583,26 @@ fn bad_requests_get_openai_errors() {
     stream.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 413");
     // Still serving.
-    assert_eq!(post_json(&s, "/v1/audio/speech", &speech(3, serde_json::json!({"response_format": "wav"}))).status, 200);
+    assert_eq!(
+        post_json(
+            &s,
+            "/v1/audio/speech",
+            &speech(3, serde_json::json!({"response_format": "wav"}))
+        )
+        .status,
+        200
+    );
 }
 
 fn multipart(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "cbx-test-boundary-7f3a";
     let mut body = Vec::new();
     for (name, data) in fields {
-        write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").unwrap();
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        )
+        .unwrap();
         if *name == "file" {
             write!(body, "; filename=\"voice.wav\"\r\nContent-Type: audio/wav").unwrap();
         }
@@ -488,13 +635,21 @@ fn voice_names(s: &Server) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["name"].as_str().unwrap().to_string(), v["source"].as_str().unwrap().to_string()))
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["source"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
 #[test]
 fn voice_library_upload_use_delete() {
-    let s = Server::start("voices", &["--voice-cache", "1", "--max-upload-bytes", "400000"]);
+    let s = Server::start(
+        "voices",
+        &["--voice-cache", "1", "--max-upload-bytes", "400000"],
+    );
     let wav = voice_wav(&scratch("serve-voice-clip"), 3.0);
     let r = upload(&s, &[("name", b"bob"), ("file", &wav)], "");
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -505,7 +660,15 @@ fn voice_library_upload_use_delete() {
     // The same name again: 409 unless overwrite.
     let r = upload(&s, &[("name", b"bob"), ("file", &wav)], "");
     assert!(r.assert_error(409, Some("name")).contains("exists"));
-    assert_eq!(upload(&s, &[("name", b"bob"), ("file", &wav), ("overwrite", b"true")], "").status, 201);
+    assert_eq!(
+        upload(
+            &s,
+            &[("name", b"bob"), ("file", &wav), ("overwrite", b"true")],
+            ""
+        )
+        .status,
+        201
+    );
     // A raw WAV body with ?name=.
     let r = reply(
         agent()
@@ -517,36 +680,60 @@ fn voice_library_upload_use_delete() {
     // Speech with each voice; the cache holds one loaded voice at most.
     let mut outputs = Vec::new();
     for v in ["bob", "carol", "bob", "default"] {
-        let r = post_json(&s, "/v1/audio/speech", &speech(4, serde_json::json!({"voice": v, "response_format": "pcm"})));
+        let r = post_json(
+            &s,
+            "/v1/audio/speech",
+            &speech(4, serde_json::json!({"voice": v, "response_format": "pcm"})),
+        );
         assert_eq!(r.status, 200, "{v}");
         outputs.push(r.body);
         assert!(get(&s, "/health").json()["voices_cached"].as_u64().unwrap() <= 1);
     }
-    assert_eq!(outputs[0], outputs[2], "the same voice gives the same audio");
-    assert_ne!(outputs[0], outputs[3], "an uploaded voice differs from the default");
+    assert_eq!(
+        outputs[0], outputs[2],
+        "the same voice gives the same audio"
+    );
+    assert_ne!(
+        outputs[0], outputs[3],
+        "an uploaded voice differs from the default"
+    );
     // Names that are paths, bad files, oversized uploads.
     for bad in ["../evil", "a/b", ".hidden", "x y", ""] {
         let r = upload(&s, &[("name", bad.as_bytes()), ("file", &wav)], "");
         r.assert_error(400, Some("name"));
     }
     assert!(!s.voices.parent().unwrap().join("evil.safetensors").exists());
-    upload(&s, &[("name", b"junk"), ("file", b"RIFF....not a wav")], "").assert_error(400, Some("file"));
+    upload(&s, &[("name", b"junk"), ("file", b"RIFF....not a wav")], "")
+        .assert_error(400, Some("file"));
     let short = voice_wav(&scratch("serve-voice-short"), 0.2);
     upload(&s, &[("name", b"short"), ("file", &short)], "").assert_error(400, Some("file"));
     let big = voice_wav(&scratch("serve-voice-big"), 20.0);
     upload(&s, &[("name", b"big"), ("file", &big)], "").assert_error(413, None);
     upload(&s, &[("file", &wav)], "").assert_error(400, Some("name"));
     upload(&s, &[("name", b"nofile")], "").assert_error(400, Some("file"));
-    assert!(!s.voices.join("junk.safetensors").exists() && !s.voices.join("big.safetensors").exists());
+    assert!(
+        !s.voices.join("junk.safetensors").exists() && !s.voices.join("big.safetensors").exists()
+    );
     // Delete.
     let r = reply(agent().delete(&s.url("/v1/audio/voices/bob")).call());
     assert_eq!(r.status, 200);
     assert!(!s.voices.join("bob.safetensors").exists());
     reply(agent().delete(&s.url("/v1/audio/voices/bob")).call()).assert_error(404, Some("voice"));
-    let msg = reply(agent().delete(&s.url("/v1/audio/voices/default")).call()).assert_error(404, Some("voice"));
+    let msg = reply(agent().delete(&s.url("/v1/audio/voices/default")).call())
+        .assert_error(404, Some("voice"));
     assert!(msg.contains("cannot be deleted"), "{msg}");
-    reply(agent().delete(&s.url("/v1/audio/voices/..%2F..%2Fetc")).call()).assert_error(400, Some("voice"));
-    post_json(&s, "/v1/audio/speech", &speech(3, serde_json::json!({"voice": "bob"}))).assert_error(404, Some("voice"));
+    reply(
+        agent()
+            .delete(&s.url("/v1/audio/voices/..%2F..%2Fetc"))
+            .call(),
+    )
+    .assert_error(400, Some("voice"));
+    post_json(
+        &s,
+        "/v1/audio/speech",
+        &speech(3, serde_json::json!({"voice": "bob"})),
+    )
+    .assert_error(404, Some("voice"));
 }
 
 #[test]
@@ -554,7 +741,10 @@ fn api_key_guards_every_route_but_health() {
     let s = Server::start("auth", &["--api-key", "sekrit-key-123"]);
     assert_eq!(get(&s, "/health").status, 200);
     for path in ["/v1/models", "/metrics", "/v1/audio/voices"] {
-        assert!(get(&s, path).assert_error(401, None).contains("API key"), "{path}");
+        assert!(
+            get(&s, path).assert_error(401, None).contains("API key"),
+            "{path}"
+        );
     }
     let body = speech(3, serde_json::json!({"response_format": "wav"}));
     let send = |key: Option<&str>| {
@@ -587,7 +777,10 @@ fn api_key_guards_every_route_but_health() {
 fn full_queue_429_and_disconnect_cancels() {
     let s = Server::start("queue", &["--concurrency", "1", "--max-queue", "1"]);
     // About 1000 tokens: tens of seconds on the tiny bundle.
-    let long = speech(1000, serde_json::json!({"response_format": "pcm", "stream_format": "audio", "first_chunk_tokens": 10, "chunk_tokens": 8}));
+    let long = speech(
+        1000,
+        serde_json::json!({"response_format": "pcm", "stream_format": "audio", "first_chunk_tokens": 10, "chunk_tokens": 8}),
+    );
     let mut first = raw_post(&s, "/v1/audio/speech", &long);
     assert_eq!(first.status, 200);
     assert!(first.chunk().is_some());
@@ -612,32 +805,72 @@ fn full_queue_429_and_disconnect_cancels() {
     let t = Instant::now();
     let r = post_json(&s, "/v1/audio/speech", &speech(3, serde_json::json!({})));
     assert!(r.assert_error(429, None).contains("queue is full"));
-    assert!(t.elapsed() < Duration::from_secs(2), "429 took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "429 took {:?}",
+        t.elapsed()
+    );
     assert_eq!(metric(&s, "chatterbox_queue_depth"), Some(1.0));
 
     // Hang up the streaming one: its synthesis stops, the queued one starts.
     drop(first);
-    let waited = wait_until("the queued request started", Duration::from_secs(10), || {
-        get(&s, "/health").json()["queue_depth"] == 0
-    });
+    let waited = wait_until(
+        "the queued request started",
+        Duration::from_secs(10),
+        || get(&s, "/health").json()["queue_depth"] == 0,
+    );
     assert!(waited < Duration::from_secs(8));
-    assert_eq!(metric(&s, "chatterbox_requests_total{route=\"/v1/audio/speech\",status=\"499\"}"), Some(1.0));
+    assert_eq!(
+        metric(
+            &s,
+            "chatterbox_requests_total{route=\"/v1/audio/speech\",status=\"499\"}"
+        ),
+        Some(1.0)
+    );
     // Hang up the whole-file one (no byte sent yet): cancelled too.
     let stream = queued.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     drop(stream);
-    wait_until("the whole-file synthesis cancelled", Duration::from_secs(10), || {
-        get(&s, "/health").json()["running"] == 0
-    });
-    assert_eq!(metric(&s, "chatterbox_requests_total{route=\"/v1/audio/speech\",status=\"499\"}"), Some(2.0));
-    assert_eq!(metric(&s, "chatterbox_requests_total{route=\"/v1/audio/speech\",status=\"200\"}"), None);
+    wait_until(
+        "the whole-file synthesis cancelled",
+        Duration::from_secs(10),
+        || get(&s, "/health").json()["running"] == 0,
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "chatterbox_requests_total{route=\"/v1/audio/speech\",status=\"499\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "chatterbox_requests_total{route=\"/v1/audio/speech\",status=\"200\"}"
+        ),
+        None
+    );
 }
 
 #[test]
 fn timeout_unload_and_graceful_shutdown() {
-    let s = Server::start("lifecycle", &["--request-timeout", "1", "--shutdown-grace", "1", "--residency", "idle=300"]);
+    let s = Server::start(
+        "lifecycle",
+        &[
+            "--request-timeout",
+            "1",
+            "--shutdown-grace",
+            "1",
+            "--residency",
+            "idle=300",
+        ],
+    );
     let t = Instant::now();
-    let r = post_json(&s, "/v1/audio/speech", &speech(1000, serde_json::json!({"response_format": "wav"})));
+    let r = post_json(
+        &s,
+        "/v1/audio/speech",
+        &speech(1000, serde_json::json!({"response_format": "wav"})),
+    );
     assert!(r.assert_error(504, None).contains("timeout"));
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     // Unload: every session goes (idle policy), the next request loads them again.
@@ -645,14 +878,20 @@ fn timeout_unload_and_graceful_shutdown() {
     assert!(u["sessions_destroyed"].as_u64().unwrap() >= 5, "{u}");
     assert_eq!(u["loaded"].as_array().unwrap().len(), 0, "{u}");
     let created = metric(&s, "chatterbox_sessions_created_total").unwrap();
-    assert_eq!(post_json(&s, "/v1/audio/speech", &speech(3, serde_json::json!({}))).status, 200);
+    assert_eq!(
+        post_json(&s, "/v1/audio/speech", &speech(3, serde_json::json!({}))).status,
+        200
+    );
     assert!(metric(&s, "chatterbox_sessions_created_total").unwrap() > created);
     // SIGTERM with a long synthesis in flight: it is cancelled after the grace, the process
     // exits 0.
     let mut inflight = raw_post(
         &s,
         "/v1/audio/speech",
-        &speech(1000, serde_json::json!({"response_format": "pcm", "stream_format": "audio", "first_chunk_tokens": 10})),
+        &speech(
+            1000,
+            serde_json::json!({"response_format": "pcm", "stream_format": "audio", "first_chunk_tokens": 10}),
+        ),
     );
     assert!(inflight.chunk().is_some());
     let addr = s.addr.clone();
@@ -665,6 +904,9 @@ fn timeout_unload_and_graceful_shutdown() {
     // is closed.
     let mut rest = Vec::new();
     let _ = inflight.reader.read_to_end(&mut rest);
-    assert!(!rest.ends_with(b"0\r\n\r\n"), "the cancelled stream must not end cleanly");
+    assert!(
+        !rest.ends_with(b"0\r\n\r\n"),
+        "the cancelled stream must not end cleanly"
+    );
     assert!(TcpStream::connect(addr).is_err());
 }

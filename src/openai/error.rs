@@ -116,8 +116,9 @@ impl ApiError {
             ErrorKind::InvalidText => ApiError::invalid("input", message),
             ErrorKind::InvalidAudio => ApiError::invalid("file", message),
             ErrorKind::Budget => ApiError::unavailable(message),
-            ErrorKind::Cancelled => ApiError::new(499, "invalid_request_error", message)
-                .with_code("cancelled"),
+            ErrorKind::Cancelled => {
+                ApiError::new(499, "invalid_request_error", message).with_code("cancelled")
+            }
             _ => ApiError::internal(message),
         }
     }

@@ -30,8 +30,7 @@ pub const MODEL_ALIASES: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
 /// OpenAI's built-in voice names: the bundle's default voice unless the voice library holds
 /// a voice of that name.
 pub const OPENAI_VOICES: [&str; 11] = [
-    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer",
-    "verse",
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
 ];
 
 /// OpenAI's limit on `input`, in characters (the default of [`ApiLimits::max_input_chars`]).
@@ -115,12 +114,17 @@ pub fn model_names(family: Family) -> Vec<&'static str> {
 /// Parses and checks a request body against `engine` (model, text, settings, language):
 /// everything that can be wrong with the request is found here, before any work starts.
 /// The voice name is only checked for its form; the voice library resolves it.
-pub fn parse_speech(body: &[u8], engine: &Engine, limits: &ApiLimits) -> Result<SpeechJob, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-    })?;
+pub fn parse_speech(
+    body: &[u8],
+    engine: &Engine,
+    limits: &ApiLimits,
+) -> Result<SpeechJob, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     let Value::Object(mut fields) = value else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     };
     let mut f = Fields(&mut fields);
 
@@ -176,7 +180,9 @@ pub fn parse_speech(body: &[u8], engine: &Engine, limits: &ApiLimits) -> Result<
         if speed != 1.0 {
             return Err(ApiError::invalid(
                 "speed",
-                format!("`speed` {speed} is not supported: Chatterbox has no speed control (only 1.0)"),
+                format!(
+                    "`speed` {speed} is not supported: Chatterbox has no speed control (only 1.0)"
+                ),
             ));
         }
     }
@@ -288,9 +294,9 @@ impl Fields<'_> {
     ) -> Result<Option<T>, ApiError> {
         match self.take(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => get(&v)
-                .map(Some)
-                .ok_or_else(|| ApiError::invalid(name, format!("`{name}` must be {what}, got {v}"))),
+            Some(v) => get(&v).map(Some).ok_or_else(|| {
+                ApiError::invalid(name, format!("`{name}` must be {what}, got {v}"))
+            }),
         }
     }
 

@@ -77,9 +77,8 @@ impl VoiceLibrary {
         cache_capacity: usize,
         default: Voice,
     ) -> crate::Result<VoiceLibrary> {
-        let capacity = NonZeroUsize::new(cache_capacity).ok_or_else(|| {
-            crate::Error::invalid_argument("voice_cache", "must be at least 1")
-        })?;
+        let capacity = NonZeroUsize::new(cache_capacity)
+            .ok_or_else(|| crate::Error::invalid_argument("voice_cache", "must be at least 1"))?;
         if let Some(d) = &dir {
             std::fs::create_dir_all(d).map_err(|e| crate::Error::io(d, e))?;
             if !d.is_dir() {
@@ -149,8 +148,8 @@ impl VoiceLibrary {
     pub fn list(&self) -> Result<Vec<VoiceInfo>, ApiError> {
         let mut files = Vec::new();
         if let Some(dir) = &self.dir {
-            let entries =
-                std::fs::read_dir(dir).map_err(|e| ApiError::internal(format!("voices folder: {e}")))?;
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| ApiError::internal(format!("voices folder: {e}")))?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.extension().and_then(|e| e.to_str()) != Some(VOICE_EXTENSION) {
@@ -232,7 +231,8 @@ impl VoiceLibrary {
             };
             return Err(ApiError::not_found("voice_not_found", why).with_param("voice"));
         };
-        std::fs::remove_file(&file).map_err(|e| ApiError::internal(format!("deleting voice `{name}`: {e}")))?;
+        std::fs::remove_file(&file)
+            .map_err(|e| ApiError::internal(format!("deleting voice `{name}`: {e}")))?;
         lock(&self.cache).pop(name);
         Ok(())
     }
@@ -248,11 +248,25 @@ mod tests {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "..", "../etc/passwd", "a/b", "a\\b", ".hidden", "-rf", "a b", "é", "a\0",
-            &"v".repeat(MAX_NAME_CHARS + 1), "x.safetensors",
+            "",
+            "..",
+            "../etc/passwd",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "-rf",
+            "a b",
+            "é",
+            "a\0",
+            &"v".repeat(MAX_NAME_CHARS + 1),
+            "x.safetensors",
         ] {
             let e = check_name(bad).unwrap_err();
-            assert_eq!((e.status, e.param.as_deref()), (400, Some("voice")), "{bad:?}");
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (400, Some("voice")),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -57,7 +57,10 @@ impl std::fmt::Debug for EngineRef {
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0].into_iter()
+    [
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0,
+    ]
+    .into_iter()
 }
 
 impl Metrics {
@@ -65,7 +68,11 @@ impl Metrics {
     pub fn new(admission: Arc<Admission>, engine: Arc<Engine>) -> Metrics {
         let mut registry = Registry::with_prefix("chatterbox");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "HTTP requests by route and status", requests.clone());
+        registry.register(
+            "requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
         let latency = Histogram::new(latency_buckets());
         registry.register(
             "request_duration_seconds",
@@ -78,14 +85,18 @@ impl Metrics {
             "Speech requests: seconds from arrival to the first audio bytes",
             first_audio.clone(),
         );
-        let rtf = Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0].into_iter());
+        let rtf = Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0]);
         registry.register(
             "rtf",
             "Real-time factor of finished syntheses (seconds of work per second of audio)",
             rtf.clone(),
         );
         let audio_seconds = Counter::<f64, AtomicU64>::default();
-        registry.register("audio_seconds", "Seconds of audio produced", audio_seconds.clone());
+        registry.register(
+            "audio_seconds",
+            "Seconds of audio produced",
+            audio_seconds.clone(),
+        );
         registry.register_collector(Box::new(Live {
             admission,
             engine: Arc::new(EngineRef(engine)),
@@ -172,9 +183,19 @@ impl prometheus_client::collector::Collector for Live {
             .into_iter()
             .filter(|c| engine.host().is_loaded(*c))
             .count();
-        gauge(&mut encoder, "sessions_loaded", "Components with a session now", loaded as i64)?;
+        gauge(
+            &mut encoder,
+            "sessions_loaded",
+            "Components with a session now",
+            loaded as i64,
+        )?;
         if let Some(rss) = stats::rss_bytes() {
-            gauge(&mut encoder, "resident_memory_bytes", "Resident set size of the process", to_i64(rss))?;
+            gauge(
+                &mut encoder,
+                "resident_memory_bytes",
+                "Resident set size of the process",
+                to_i64(rss),
+            )?;
         }
         if let Provider::Cuda { device } | Provider::Auto { device } = engine.host().provider() {
             if let DeviceMemoryReport::Available(m) = stats::device_memory(device) {

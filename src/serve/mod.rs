@@ -101,7 +101,12 @@ impl ServeConfig {
         range("concurrency", self.concurrency, 1, MAX_CONCURRENCY)?;
         range("max_queue", self.max_queue, 0, MAX_QUEUE)?;
         range("voice_cache", self.voice_cache, 1, MAX_VOICE_CACHE)?;
-        range("max_upload_bytes", self.max_upload_bytes, 1024, MAX_UPLOAD_BYTES)?;
+        range(
+            "max_upload_bytes",
+            self.max_upload_bytes,
+            1024,
+            MAX_UPLOAD_BYTES,
+        )?;
         // A character is at most 4 bytes of UTF-8: the engine's text bound in characters.
         range(
             "max_input_chars",
@@ -116,7 +121,11 @@ impl ServeConfig {
             if d > MAX_TIMEOUT || (name == "request_timeout" && d.is_zero()) {
                 return Err(Error::invalid_argument(
                     name,
-                    format!("must be in 0..={} s (request_timeout > 0), got {} s", MAX_TIMEOUT.as_secs(), d.as_secs_f64()),
+                    format!(
+                        "must be in 0..={} s (request_timeout > 0), got {} s",
+                        MAX_TIMEOUT.as_secs(),
+                        d.as_secs_f64()
+                    ),
                 ));
             }
         }
@@ -213,10 +222,16 @@ pub fn run(engine: Engine, config: ServeConfig, on_ready: impl FnOnce(SocketAddr
     rt.block_on(serve(engine, config, on_ready))
 }
 
-async fn serve(engine: Engine, config: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+async fn serve(
+    engine: Engine,
+    config: ServeConfig,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map_err(|e| Error::invalid_argument("bind", format!("cannot listen on {}: {e}", config.bind)))?;
+        .map_err(|e| {
+            Error::invalid_argument("bind", format!("cannot listen on {}: {e}", config.bind))
+        })?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener address: {e}")))?;
@@ -266,7 +281,10 @@ async fn serve(engine: Engine, config: ServeConfig, on_ready: impl FnOnce(Socket
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // No signal handling: run until killed.
         std::future::pending::<()>().await;
         return;

@@ -30,10 +30,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let speech_limit = state.config.limits.max_input_chars * 4 + (64 << 10);
     let upload_limit = state.config.max_upload_bytes + (64 << 10);
     Router::new()
-        .route(SPEECH, post(speech).layer(DefaultBodyLimit::max(speech_limit)))
+        .route(
+            SPEECH,
+            post(speech).layer(DefaultBodyLimit::max(speech_limit)),
+        )
         .route(
             VOICES,
-            get(list_voices).post(upload_voice).layer(DefaultBodyLimit::max(upload_limit)),
+            get(list_voices)
+                .post(upload_voice)
+                .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/v1/audio/voices/{name}", delete(delete_voice))
         .route("/v1/models", get(models))
@@ -50,10 +55,13 @@ struct Failure(ApiError);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (status, self.0.body()).into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if self.0.status == 429 {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -64,8 +72,10 @@ impl IntoResponse for Failure {
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
     let mut r = (status, value.to_string()).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -228,32 +238,28 @@ async fn speech_inner(
         move || {
             let _slot = slot;
             let _entry = st.in_flight.register(cancel.clone());
-            let outcome = st
-                .voices
-                .get(&job.voice, &st.engine)
-                .map_err(ApiError::from)
-                .and_then(|voice| {
-                    let mut first = true;
-                    openai::run_speech(&st.engine, &job, &voice, &cancel, &mut |piece| {
-                        if first {
-                            first = false;
-                            st.metrics
-                                .first_audio
-                                .observe(start.elapsed().as_secs_f64());
-                        }
-                        tx.blocking_send(Ok(Bytes::copy_from_slice(piece))).is_ok()
-                    })
-                    .map_err(|e| {
-                        if e.kind() == crate::ErrorKind::Cancelled && timer.is_finished() {
-                            ApiError::timeout(format!(
-                                "the synthesis ran past the request timeout ({} s)",
-                                timeout.as_secs_f64()
-                            ))
-                        } else {
-                            ApiError::from_engine(&e)
-                        }
-                    })
-                });
+            let outcome = st.voices.get(&job.voice, &st.engine).and_then(|voice| {
+                let mut first = true;
+                openai::run_speech(&st.engine, &job, &voice, &cancel, &mut |piece| {
+                    if first {
+                        first = false;
+                        st.metrics
+                            .first_audio
+                            .observe(start.elapsed().as_secs_f64());
+                    }
+                    tx.blocking_send(Ok(Bytes::copy_from_slice(piece))).is_ok()
+                })
+                .map_err(|e| {
+                    if e.kind() == crate::ErrorKind::Cancelled && timer.is_finished() {
+                        ApiError::timeout(format!(
+                            "the synthesis ran past the request timeout ({} s)",
+                            timeout.as_secs_f64()
+                        ))
+                    } else {
+                        ApiError::from_engine(&e)
+                    }
+                })
+            });
             timer.abort();
             match outcome {
                 Ok(o) => {
@@ -322,7 +328,10 @@ async fn list_voices(State(st): St) -> Response {
                 .into_iter()
                 .map(|v| serde_json::json!({"id": v.name, "name": v.name, "object": "voice", "source": v.source}))
                 .collect();
-            json(StatusCode::OK, serde_json::json!({"object": "list", "data": data}))
+            json(
+                StatusCode::OK,
+                serde_json::json!({"object": "list", "data": data}),
+            )
         }
         Err(e) => {
             tracker.finish(e.status);
@@ -408,10 +417,15 @@ async fn upload_inner(
         file = Some(body_bytes(body, &limit)?);
     }
     let name = name.ok_or_else(|| ApiError::invalid("name", "missing the voice `name`"))?;
-    openai::voices::check_name(&name).map_err(|e| ApiError { param: Some("name".into()), ..e })?;
+    openai::voices::check_name(&name).map_err(|e| ApiError {
+        param: Some("name".into()),
+        ..e
+    })?;
     let file = file.ok_or_else(|| ApiError::invalid("file", "missing the WAV `file`"))?;
     if file.len() > st.config.max_upload_bytes {
-        return Err(ApiError::too_large(format!("the upload is larger than {limit}")));
+        return Err(ApiError::too_large(format!(
+            "the upload is larger than {limit}"
+        )));
     }
     let slot = admit(st).await?;
     let st2 = st.clone();
@@ -446,7 +460,10 @@ async fn models(State(st): St) -> Response {
         .into_iter()
         .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "chatterbox-ort"}))
         .collect();
-    json(StatusCode::OK, serde_json::json!({"object": "list", "data": data}))
+    json(
+        StatusCode::OK,
+        serde_json::json!({"object": "list", "data": data}),
+    )
 }
 
 async fn metrics(State(st): St) -> Response {
@@ -482,7 +499,11 @@ async fn unload(State(st): St) -> Response {
 
 async fn health(State(st): St) -> Response {
     let down = st.shutting_down.load(Ordering::SeqCst);
-    let status = if down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     st.metrics.count("/health", status.as_u16());
     json(
         status,

@@ -95,7 +95,12 @@ fn symphonia_decode(bytes: &[u8], ext: &str) -> Decoded {
     let mut hint = Hint::new();
     hint.with_extension(ext);
     let mut format = symphonia::default::get_probe()
-        .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
         .unwrap_or_else(|e| panic!("{ext}: not recognised: {e}"));
     let track = format.default_track(TrackType::Audio).unwrap().clone();
     let Some(CodecParameters::Audio(params)) = &track.codec_params else {
