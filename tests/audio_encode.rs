@@ -3,18 +3,13 @@
 //! and libopus's decoder for Ogg Opus.
 #![cfg(feature = "codecs")]
 
-use std::io::Cursor;
-
 use chatterbox_ort::audio::encode::{encode, AudioEncoder, AudioFormat};
 use chatterbox_ort::audio::wav::{encode_wav, pcm16_le, to_i16, wav_header};
 use chatterbox_ort::ErrorKind;
 
-use symphonia::core::codecs::audio::AudioDecoderOptions;
-use symphonia::core::codecs::CodecParameters;
-use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
-use symphonia::core::io::MediaSourceStream;
-use symphonia::core::meta::MetadataOptions;
+#[path = "support/audio_decode.rs"]
+mod audio_decode;
+use audio_decode::{decode_opus, decode_symphonia as decode, snr_at};
 
 const SR: u32 = 24_000;
 
@@ -70,101 +65,11 @@ fn concat(pushed: &[Vec<u8>], last: &[u8]) -> Vec<u8> {
     all
 }
 
-/// Decoded by symphonia: samples (as `T`), sample rate, and the frame count the container
-/// states (None when unknown), and the FLAC MD5 check's result.
-struct Decoded<T> {
-    samples: Vec<T>,
-    rate: u32,
-    stated_frames: Option<u64>,
-    verified: Option<bool>,
-}
-
-fn decode<T>(bytes: &[u8], ext: &str) -> Decoded<T>
-where
-    T: symphonia::core::audio::sample::Sample
-        + symphonia::core::audio::conv::FromSample<u8>
-        + symphonia::core::audio::conv::FromSample<u16>
-        + symphonia::core::audio::conv::FromSample<symphonia::core::audio::sample::u24>
-        + symphonia::core::audio::conv::FromSample<u32>
-        + symphonia::core::audio::conv::FromSample<i8>
-        + symphonia::core::audio::conv::FromSample<i16>
-        + symphonia::core::audio::conv::FromSample<symphonia::core::audio::sample::i24>
-        + symphonia::core::audio::conv::FromSample<i32>
-        + symphonia::core::audio::conv::FromSample<f32>
-        + symphonia::core::audio::conv::FromSample<f64>,
-{
-    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
-    let mut hint = Hint::new();
-    hint.with_extension(ext);
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{ext}: not recognised: {e}"));
-    let track = format.default_track(TrackType::Audio).unwrap().clone();
-    let Some(CodecParameters::Audio(params)) = &track.codec_params else {
-        panic!("{ext}: no audio codec parameters");
-    };
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(params, &AudioDecoderOptions::default().verify(true))
-        .unwrap();
-    let mut samples = Vec::new();
-    let mut piece = Vec::new();
-    loop {
-        let packet = match format.next_packet() {
-            Ok(Some(packet)) => packet,
-            Ok(None) => break,
-            // A WAV of unknown length: symphonia reads whole packets and stops with an
-            // end-of-file error at the end, dropping the samples of the last short packet.
-            Err(symphonia::core::errors::Error::IoError(e))
-                if ext == "wav" && e.kind() == std::io::ErrorKind::UnexpectedEof =>
-            {
-                break
-            }
-            Err(e) => panic!("{ext}: {e}"),
-        };
-        let buf = decoder.decode(&packet).unwrap();
-        assert_eq!(buf.spec().channels().count(), 1, "{ext}: mono");
-        buf.copy_to_vec_interleaved::<T>(&mut piece);
-        samples.extend_from_slice(&piece);
-    }
-    Decoded {
-        samples,
-        rate: params.sample_rate.unwrap(),
-        stated_frames: track.num_frames,
-        verified: decoder.finalize().verify_ok,
-    }
-}
-
-/// Signal-to-noise ratio in dB of `y` against `x` at lag `lag` (y[i + lag] ~ x[i]) over
-/// `x`'s length.
-fn snr_at(x: &[f32], y: &[f32], lag: isize) -> f64 {
-    let (mut sig, mut err) = (0.0f64, 0.0f64);
-    for (i, &a) in x.iter().enumerate() {
-        let j = i as isize + lag;
-        let b = if j >= 0 && (j as usize) < y.len() {
-            y[j as usize]
-        } else {
-            0.0
-        };
-        sig += f64::from(a) * f64::from(a);
-        err += f64::from(a - b) * f64::from(a - b);
-    }
-    10.0 * (sig / err.max(1e-30)).log10()
-}
-
 /// The lag in `lags` with the best SNR, and that SNR.
 fn best_lag(x: &[f32], y: &[f32], lags: std::ops::RangeInclusive<isize>) -> (isize, f64) {
     lags.map(|l| (l, snr_at(x, y, l)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap()
-}
-
-fn i16_to_f32(x: &[i16]) -> Vec<f32> {
-    x.iter().map(|&s| f32::from(s) / 32767.0).collect()
 }
 
 // ---------------------------------------------------------------- names and parameters
@@ -417,92 +322,6 @@ fn mp3_decodes_to_the_input() {
         "{before} of {} bytes",
         all.len()
     );
-}
-
-/// An Ogg Opus stream read with the `ogg` crate and decoded by libopus at `rate`.
-struct OpusDecoded {
-    pre_skip: u16,
-    input_rate: u32,
-    vendor: String,
-    /// (granule position, end-of-stream, packets so far) of every audio page, in order.
-    pages: Vec<(u64, bool, usize)>,
-    packets: Vec<Vec<u8>>,
-    /// Decoded samples, pre-skip removed and cut at the last granule position.
-    samples: Vec<f32>,
-    /// Samples decoded before trimming.
-    decoded: usize,
-}
-
-fn decode_opus(bytes: &[u8], rate: u32) -> OpusDecoded {
-    let mut reader = ogg::reading::PacketReader::new(Cursor::new(bytes.to_vec()));
-    let head = reader.read_packet_expected().unwrap();
-    assert!(
-        head.first_in_stream() && head.last_in_page(),
-        "OpusHead alone on page 1"
-    );
-    let h = &head.data;
-    assert_eq!(h.len(), 19);
-    assert_eq!(&h[..8], b"OpusHead");
-    assert_eq!(h[8], 1, "version");
-    assert_eq!(h[9], 1, "channels");
-    let pre_skip = u16::from_le_bytes([h[10], h[11]]);
-    let input_rate = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
-    assert_eq!(&h[16..19], &[0, 0, 0], "gain 0, mapping family 0");
-    let tags = reader.read_packet_expected().unwrap();
-    assert!(tags.last_in_page(), "OpusTags ends its page");
-    assert_eq!(tags.absgp_page(), 0);
-    let t = &tags.data;
-    assert_eq!(&t[..8], b"OpusTags");
-    let vlen = u32::from_le_bytes([t[8], t[9], t[10], t[11]]) as usize;
-    let vendor = String::from_utf8(t[12..12 + vlen].to_vec()).unwrap();
-    assert_eq!(&t[12 + vlen..], &[0, 0, 0, 0], "no comments");
-
-    let mut pages = Vec::new();
-    let mut packets = Vec::new();
-    let mut ended = false;
-    while let Some(p) = reader.read_packet().unwrap() {
-        assert!(!ended, "packets after the end of stream");
-        ended = p.last_in_stream();
-        packets.push(p.data.clone());
-        if p.last_in_page() {
-            pages.push((p.absgp_page(), p.last_in_stream(), packets.len()));
-        }
-    }
-    assert!(ended, "the last page has the end-of-stream flag");
-
-    let mut code = 0;
-    // SAFETY: a decoder made here, used with buffers of the sizes passed, freed below.
-    let dec = unsafe { unsafe_libopus::opus_decoder_create(rate as i32, 1, &mut code) };
-    assert_eq!(code, 0);
-    let mut out = Vec::new();
-    let mut pcm = vec![0i16; 5760];
-    for p in &packets {
-        // SAFETY: as above.
-        let n = unsafe {
-            unsafe_libopus::opus_decode(dec, p.as_ptr(), p.len() as i32, pcm.as_mut_ptr(), 5760, 0)
-        };
-        assert!(n > 0, "packet decodes: {n}");
-        out.extend_from_slice(&pcm[..n as usize]);
-    }
-    // SAFETY: made above, freed once.
-    unsafe { unsafe_libopus::opus_decoder_destroy(dec) };
-    let decoded = out.len();
-    let per48 = u64::from(48_000 / rate);
-    let skip = (u64::from(pre_skip) / per48) as usize;
-    let end = (pages.last().unwrap().0 / per48) as usize;
-    assert!(
-        skip <= end && end <= decoded,
-        "pre-skip {skip}, end {end}, decoded {decoded}"
-    );
-    OpusDecoded {
-        pre_skip,
-        input_rate,
-        vendor,
-        pages,
-        packets,
-        samples: i16_to_f32(&out[skip..end]),
-        decoded,
-    }
 }
 
 /// Measured on [`signal`] (libopus 1.3.1 as unsafe-libopus 0.2.0, 48 kbit/s VBR, 20 ms,

@@ -38,7 +38,8 @@ impl Decoded {
     }
 }
 
-/// SNR in dB of `y` against `x` with `y[i + lag] ~ x[i]`, over `x`'s length.
+/// Signal-to-noise ratio in dB of `y` against `x` at lag `lag` (y[i + lag] ~ x[i]) over
+/// `x`'s length.
 pub fn snr_at(x: &[f32], y: &[f32], lag: isize) -> f64 {
     let (mut sig, mut err) = (0.0f64, 0.0f64);
     for (i, &a) in x.iter().enumerate() {
@@ -51,7 +52,7 @@ pub fn snr_at(x: &[f32], y: &[f32], lag: isize) -> f64 {
         sig += f64::from(a) * f64::from(a);
         err += f64::from(a - b) * f64::from(a - b);
     }
-    10.0 * (sig / err.max(1e-20)).log10()
+    10.0 * (sig / err.max(1e-30)).log10()
 }
 
 /// Decodes `bytes` of `format` (`wav`, `pcm`, `flac`, `mp3`, `opus`).
@@ -84,13 +85,44 @@ pub fn decode(format: &str, bytes: &[u8]) -> Decoded {
                     .collect(),
             }
         }
-        "flac" | "mp3" => symphonia_decode(bytes, format),
-        "opus" => opus_decode(bytes),
+        "flac" | "mp3" => {
+            let d = decode_symphonia::<f32>(bytes, format);
+            Decoded {
+                sample_rate: d.rate,
+                samples: d.samples,
+            }
+        }
+        "opus" => Decoded {
+            sample_rate: 24_000,
+            samples: decode_opus(bytes, 24_000).samples,
+        },
         other => panic!("no decoder for {other}"),
     }
 }
 
-fn symphonia_decode(bytes: &[u8], ext: &str) -> Decoded {
+/// Decoded by symphonia: samples (as `T`), sample rate, and the frame count the container
+/// states (None when unknown), and the FLAC MD5 check's result.
+pub struct SymphoniaDecoded<T> {
+    pub samples: Vec<T>,
+    pub rate: u32,
+    pub stated_frames: Option<u64>,
+    pub verified: Option<bool>,
+}
+
+pub fn decode_symphonia<T>(bytes: &[u8], ext: &str) -> SymphoniaDecoded<T>
+where
+    T: symphonia::core::audio::sample::Sample
+        + symphonia::core::audio::conv::FromSample<u8>
+        + symphonia::core::audio::conv::FromSample<u16>
+        + symphonia::core::audio::conv::FromSample<symphonia::core::audio::sample::u24>
+        + symphonia::core::audio::conv::FromSample<u32>
+        + symphonia::core::audio::conv::FromSample<i8>
+        + symphonia::core::audio::conv::FromSample<i16>
+        + symphonia::core::audio::conv::FromSample<symphonia::core::audio::sample::i24>
+        + symphonia::core::audio::conv::FromSample<i32>
+        + symphonia::core::audio::conv::FromSample<f32>
+        + symphonia::core::audio::conv::FromSample<f64>,
+{
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
     let mut hint = Hint::new();
     hint.with_extension(ext);
@@ -107,68 +139,122 @@ fn symphonia_decode(bytes: &[u8], ext: &str) -> Decoded {
         panic!("{ext}: no audio codec parameters");
     };
     let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .make_audio_decoder(params, &AudioDecoderOptions::default().verify(true))
         .unwrap();
     let mut samples = Vec::new();
-    let mut piece: Vec<f32> = Vec::new();
-    while let Some(packet) = format.next_packet().unwrap() {
+    let mut piece = Vec::new();
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            // A WAV of unknown length: symphonia reads whole packets and stops with an
+            // end-of-file error at the end, dropping the samples of the last short packet.
+            Err(symphonia::core::errors::Error::IoError(e))
+                if ext == "wav" && e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                break
+            }
+            Err(e) => panic!("{ext}: {e}"),
+        };
         let buf = decoder.decode(&packet).unwrap();
         assert_eq!(buf.spec().channels().count(), 1, "{ext}: mono");
-        buf.copy_to_vec_interleaved::<f32>(&mut piece);
+        buf.copy_to_vec_interleaved::<T>(&mut piece);
         samples.extend_from_slice(&piece);
     }
-    Decoded {
-        sample_rate: params.sample_rate.unwrap(),
+    SymphoniaDecoded {
         samples,
+        rate: params.sample_rate.unwrap(),
+        stated_frames: track.num_frames,
+        verified: decoder.finalize().verify_ok,
     }
 }
 
-/// Ogg Opus at 24 kHz: OpusHead and OpusTags checked, packets decoded by libopus, the
-/// pre-skip dropped and the end trimmed at the last page's granule position.
-fn opus_decode(bytes: &[u8]) -> Decoded {
-    const RATE: u32 = 24_000;
+/// An Ogg Opus stream read with the `ogg` crate and decoded by libopus at `rate`.
+pub struct OpusDecoded {
+    pub pre_skip: u16,
+    pub input_rate: u32,
+    pub vendor: String,
+    /// (granule position, end-of-stream, packets so far) of every audio page, in order.
+    pub pages: Vec<(u64, bool, usize)>,
+    pub packets: Vec<Vec<u8>>,
+    /// Decoded samples, pre-skip removed and cut at the last granule position.
+    pub samples: Vec<f32>,
+    /// Samples decoded before trimming.
+    pub decoded: usize,
+}
+
+pub fn decode_opus(bytes: &[u8], rate: u32) -> OpusDecoded {
     let mut reader = ogg::reading::PacketReader::new(Cursor::new(bytes.to_vec()));
-    let head = reader.read_packet_expected().expect("OpusHead");
-    assert_eq!(&head.data[..8], b"OpusHead");
-    assert_eq!(head.data[9], 1, "mono");
-    let pre_skip = u64::from(u16::from_le_bytes([head.data[10], head.data[11]]));
-    let tags = reader.read_packet_expected().expect("OpusTags");
-    assert_eq!(&tags.data[..8], b"OpusTags");
+    let head = reader.read_packet_expected().unwrap();
+    assert!(
+        head.first_in_stream() && head.last_in_page(),
+        "OpusHead alone on page 1"
+    );
+    let h = &head.data;
+    assert_eq!(h.len(), 19);
+    assert_eq!(&h[..8], b"OpusHead");
+    assert_eq!(h[8], 1, "version");
+    assert_eq!(h[9], 1, "channels");
+    let pre_skip = u16::from_le_bytes([h[10], h[11]]);
+    let input_rate = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+    assert_eq!(&h[16..19], &[0, 0, 0], "gain 0, mapping family 0");
+    let tags = reader.read_packet_expected().unwrap();
+    assert!(tags.last_in_page(), "OpusTags ends its page");
+    assert_eq!(tags.absgp_page(), 0);
+    let t = &tags.data;
+    assert_eq!(&t[..8], b"OpusTags");
+    let vlen = u32::from_le_bytes([t[8], t[9], t[10], t[11]]) as usize;
+    let vendor = String::from_utf8(t[12..12 + vlen].to_vec()).unwrap();
+    assert_eq!(&t[12 + vlen..], &[0, 0, 0, 0], "no comments");
+
+    let mut pages = Vec::new();
     let mut packets = Vec::new();
-    let mut last_granule = 0;
     let mut ended = false;
-    while let Some(p) = reader.read_packet().expect("an Ogg page") {
-        if p.last_in_page() {
-            last_granule = p.absgp_page();
-        }
+    while let Some(p) = reader.read_packet().unwrap() {
+        assert!(!ended, "packets after the end of stream");
         ended = p.last_in_stream();
-        packets.push(p.data);
+        packets.push(p.data.clone());
+        if p.last_in_page() {
+            pages.push((p.absgp_page(), p.last_in_stream(), packets.len()));
+        }
     }
     assert!(ended, "the last page has the end-of-stream flag");
+
     let mut code = 0;
-    // SAFETY: a decoder made here, used with buffers of the stated sizes, freed below.
-    let dec = unsafe { unsafe_libopus::opus_decoder_create(RATE as i32, 1, &mut code) };
+    // SAFETY: a decoder made here, used with buffers of the sizes passed, freed below.
+    let dec = unsafe { unsafe_libopus::opus_decoder_create(rate as i32, 1, &mut code) };
     assert_eq!(code, 0);
     let mut out = Vec::new();
     let mut pcm = vec![0i16; 5760];
     for p in &packets {
-        // SAFETY: `p` and `pcm` are live buffers of the lengths passed.
+        // SAFETY: as above.
         let n = unsafe {
             unsafe_libopus::opus_decode(dec, p.as_ptr(), p.len() as i32, pcm.as_mut_ptr(), 5760, 0)
         };
-        assert!(n > 0, "a packet decodes: {n}");
+        assert!(n > 0, "packet decodes: {n}");
         out.extend_from_slice(&pcm[..n as usize]);
     }
-    // SAFETY: made above, not used after.
+    // SAFETY: made above, freed once.
     unsafe { unsafe_libopus::opus_decoder_destroy(dec) };
-    let per48 = u64::from(48_000 / RATE);
-    let start = (pre_skip / per48) as usize;
-    let end = ((last_granule / per48) as usize).min(out.len());
-    Decoded {
-        sample_rate: RATE,
-        samples: out[start..end]
-            .iter()
-            .map(|&x| f32::from(x) / 32768.0)
-            .collect(),
+    let decoded = out.len();
+    let per48 = u64::from(48_000 / rate);
+    let skip = (u64::from(pre_skip) / per48) as usize;
+    let end = (pages.last().unwrap().0 / per48) as usize;
+    assert!(
+        skip <= end && end <= decoded,
+        "pre-skip {skip}, end {end}, decoded {decoded}"
+    );
+    OpusDecoded {
+        pre_skip,
+        input_rate,
+        vendor,
+        pages,
+        packets,
+        samples: i16_to_f32(&out[skip..end]),
+        decoded,
     }
+}
+
+pub fn i16_to_f32(x: &[i16]) -> Vec<f32> {
+    x.iter().map(|&s| f32::from(s) / 32767.0).collect()
 }
