@@ -37,4 +37,4 @@ fi
 
 echo "python-env: building and installing chatterbox_ort (maturin develop --release)"
 VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH "$venv/bin/maturin" develop --release --quiet
-"$venv/bin/python" -c 'import chatterbox_ort' 
+"$venv/bin/python" -c 'import chatterbox_ort'
