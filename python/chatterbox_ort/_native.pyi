@@ -1,6 +1,7 @@
 """Types of the native module (``chatterbox_ort._native``); import from ``chatterbox_ort``."""
 
 from os import PathLike
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Dict, Iterator, List, Optional, Type, Union
 
@@ -71,7 +72,8 @@ class Engine:
     def languages(self) -> List[str]:
         """Language ids of a multilingual bundle (empty for the others)."""
     @property
-    def bundle(self) -> str: ...
+    def bundle(self) -> Path:
+        """The bundle folder."""
     @property
     def provider(self) -> str: ...
     @property

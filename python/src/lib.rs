@@ -11,7 +11,7 @@ mod stream;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -201,17 +201,14 @@ impl Engine {
         let array = py
             .import("numpy")?
             .call_method1("ascontiguousarray", (samples, "float32"))?;
-        let array = array.cast_into::<PyArray1<f32>>().map_err(|_| {
-            let ndim = samples
-                .getattr("ndim")
-                .and_then(|n| n.extract::<usize>())
-                .unwrap_or(0);
-            invalid_argument(
+        let ndim: usize = array.getattr("ndim")?.extract()?;
+        if ndim != 1 {
+            return Err(invalid_argument(
                 py,
                 "samples",
                 format!("must be one-dimensional (mono), got {ndim} dimensions"),
-            )
-        })?;
+            ));
+        }
         let rate = u32::try_from(sample_rate).map_err(|_| {
             invalid_argument(
                 py,
@@ -219,15 +216,10 @@ impl Engine {
                 format!("must be a positive number of Hz, got {sample_rate}"),
             )
         })?;
-        let readonly = array.readonly();
-        let data = readonly.as_slice().map_err(|e| {
-            to_py(
-                py,
-                &Error::internal(format!("samples: {e} (len {})", array.len())),
-            )
-        })?;
+        // A copy: the caller's array may change while the GIL is released.
+        let data: Vec<f32> = array.cast_into::<PyArray1<f32>>()?.to_vec()?;
         let voice = py
-            .detach(|| self.engine.voice_from_samples(data, rate))
+            .detach(|| self.engine.voice_from_samples(&data, rate))
             .to_py(py)?;
         Ok(Voice {
             inner: Arc::new(voice),
@@ -432,6 +424,11 @@ mod _native {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        // NumPy's C API is loaded now, not by the first array a synthesis returns: importing
+        // numpy runs Python code, and a KeyboardInterrupt raised there would make the numpy
+        // crate panic instead of raising it.
+        numpy::get_array_module(m.py())?;
+        PyArray1::<f32>::zeros(m.py(), 0, false);
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         let kinds = PyDict::new(m.py());
         for kind in chatterbox_ort::ErrorKind::ALL {
