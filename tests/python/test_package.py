@@ -215,8 +215,9 @@ def test_gil_is_released_during_synthesis(engine):
 
 
 def test_ctrl_c_stops_a_synthesis():
-    """SIGINT during a long synthesis raises KeyboardInterrupt within a few tenths of a
-    second, and the engine works afterwards (own process: pytest handles SIGINT itself)."""
+    """SIGINT during a long synthesis, or while waiting for a stream's next piece, raises
+    KeyboardInterrupt within a few tenths of a second and stops the synthesis; the engine
+    works afterwards (own process: pytest handles SIGINT itself)."""
     script = f"""
 import os, signal, threading, time
 import chatterbox_ort as c
@@ -229,13 +230,29 @@ try:
 except KeyboardInterrupt:
     print("interrupted after %.2f s" % (time.perf_counter() - t))
 print(len(e.synthesize("Hello.", max_new_tokens=5, min_new_tokens=5)))
+it = e.stream("Hello.", max_new_tokens=2000, min_new_tokens=2000, chunk_tokens=4000)
+next(it)  # then nothing comes for a long time: the next pass is at 4020 tokens
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+t = time.perf_counter()
+try:
+    next(it)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted after %.2f s" % (time.perf_counter() - t))
+print([n for n in os.listdir("/proc/self/task")
+       if open("/proc/self/task/%s/comm" % n).read().startswith("chatterbox-str")])
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, check=True)
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.split("\n")
     assert lines[0].startswith("interrupted after"), out.stdout + out.stderr
     assert float(lines[0].split()[2]) < 3.0, lines[0]
     assert lines[1] == str(5 * SAMPLES_PER_TOKEN)
+    # Waiting in a stream's next(): the stream is closed too.
+    assert lines[2].startswith("interrupted after"), out.stdout + out.stderr
+    assert float(lines[2].split()[2]) < 3.0, lines[2]
+    assert lines[3] == "[]"
 
 
 # --- streaming -----------------------------------------------------------------------------
