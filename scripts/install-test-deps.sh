@@ -6,6 +6,8 @@
 #                                  -fsanitize=address            (package gcc)
 #   valgrind                       tests/capi.rs runs the C test under memcheck
 #   python3                        tests/capi.rs runs examples/python (ctypes)
+#   python3-venv                   scripts/python-env.sh creates the Python package's venv
+#                                  (Debian's python3 has no ensurepip without it)
 #
 # Needs root (or sudo) to install. .ci/run calls it before `cargo test`; the
 # tests fail, naming this script, when a tool is still missing.
@@ -29,9 +31,11 @@ asan_ok() {
 asan_ok || missing+=(gcc libc6-dev)
 have valgrind || missing+=(valgrind)
 have python3 || missing+=(python3)
+venv_ok() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
+{ have python3 && venv_ok; } || missing+=(python3-venv)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-deps: cc (with AddressSanitizer), valgrind and python3 are present"
+    echo "install-test-deps: cc (with AddressSanitizer), valgrind, python3 and its venv module are present"
     exit 0
 fi
 
@@ -60,4 +64,8 @@ if ! asan_ok; then
     exit 1
 fi
 have valgrind && have python3
+if ! venv_ok; then
+    echo "install-test-deps: python3 still cannot create a venv (python3 -m venv needs ensurepip)" >&2
+    exit 1
+fi
 echo "install-test-deps: done"

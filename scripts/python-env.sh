@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The Python package in a virtual environment, for its tests and for trying it out:
+#
+#   scripts/python-env.sh
+#   target/python-venv/bin/python -c 'import chatterbox_ort; print(chatterbox_ort.__version__)'
+#
+# Creates target/python-venv when it is missing or broken (installing python3-venv first
+# through scripts/install-test-deps.sh where the system Python lacks it), installs the
+# pinned requirements of python/requirements-dev.txt when they changed since the last run,
+# then builds the extension (release) and installs the package into the venv with
+# `maturin develop`: an editable install of python/chatterbox_ort, so a change to its .py
+# files needs no rebuild. The build uses the cargo target folder (CARGO_TARGET_DIR, else
+# target/), so what `cargo build --release` compiled is reused where the features agree;
+# with nothing changed the script takes a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+venv=$root/target/python-venv
+requirements=python/requirements-dev.txt
+
+if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        scripts/install-test-deps.sh
+    fi
+    rm -rf "$venv"
+    echo "python-env: creating $venv"
+    python3 -m venv "$venv"
+fi
+
+stamp=$venv/.requirements.sha256
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "python-env: installing $requirements"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$want" >"$stamp"
+fi
+
+echo "python-env: building and installing chatterbox_ort (maturin develop --release)"
+VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH "$venv/bin/maturin" develop --release --quiet
+"$venv/bin/python" -c 'import chatterbox_ort'
