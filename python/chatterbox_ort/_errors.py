@@ -25,6 +25,7 @@ __all__ = [
     "BudgetError",
     "CancelledError",
     "InternalError",
+    "OpenAIError",
 ]
 
 
@@ -181,3 +182,25 @@ def _from_native(
     if cls is IoError:
         return IoError(message, parameter=parameter, filename=filename, errno=errno)
     return cls(message, parameter=parameter, filename=filename)
+
+
+class OpenAIError(Exception):
+    """A request of the OpenAI speech API (``OpenAISpeech``) failed: what an HTTP server
+    answers. Attributes: ``status`` (the HTTP status), ``body`` (the JSON error body,
+    ``{"error": {"message", "type", "param", "code"}}``), ``message``, ``type``, ``param``,
+    ``code``."""
+
+    def __init__(self, status: int, body: str, message: str, type: str,
+                 param: Optional[str] = None, code: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.status, self.body, self.message = status, body, message
+        self.type, self.param, self.code = type, param, code
+
+    def __str__(self) -> str:
+        return f"{self.message} (HTTP {self.status})"
+
+
+def _openai_error(status: int, body: str, message: str, type: str,
+                  param: Optional[str], code: Optional[str]) -> OpenAIError:
+    """The exception for an OpenAI API error (called by the native module)."""
+    return OpenAIError(status, body, message, type, param, code)

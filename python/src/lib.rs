@@ -5,6 +5,7 @@
 //! `chatterbox_ort/_errors.py` (one class per [`ErrorKind`]).
 
 mod errors;
+mod openai;
 mod request;
 mod stream;
 
@@ -421,6 +422,8 @@ mod _native {
 
     #[pymodule_export]
     use super::{available_providers, runtime_info, Engine, Stream, Voice};
+    #[pymodule_export]
+    use crate::openai::{OpenAISpeech, SpeechBytes, SpeechJob};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -8,7 +8,7 @@
 //! the pieces before it have been taken.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,23 +26,29 @@ const QUEUE_PIECES: usize = 8;
 /// How long `__next__` waits for a piece before it looks for a pending signal (Ctrl-C).
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
-type Worker = JoinHandle<chatterbox_ort::Result<()>>;
+/// The receiving end of a synthesis running on its own thread: pieces of type `T`, then the
+/// thread's result (error type `E`). Shared by [`Stream`] (samples) and the OpenAI route's
+/// byte stream (`crate::openai`).
+pub(crate) struct Pieces<T: Send, E: Send> {
+    inner: Mutex<Inner<T, E>>,
+    cancel: Arc<AtomicBool>,
+}
 
-/// The receiving end: `None` once the stream ended, failed or was closed.
-struct Inner {
-    rx: Option<Receiver<Vec<f32>>>,
-    worker: Option<Worker>,
+/// `None` once the stream ended, failed or was closed.
+struct Inner<T: Send, E: Send> {
+    rx: Option<Receiver<T>>,
+    worker: Option<JoinHandle<Result<(), E>>>,
 }
 
 /// What one wait for the next piece gave.
-enum Step {
-    Piece(Vec<f32>),
+pub(crate) enum Step<T, E> {
+    Piece(T),
     Pending,
-    End(chatterbox_ort::Result<()>),
+    End(Result<(), E>),
 }
 
-impl Inner {
-    fn step(&mut self) -> Step {
+impl<T: Send, E: Send + From<Error>> Inner<T, E> {
+    fn step(&mut self) -> Step<T, E> {
         let Some(rx) = &self.rx else {
             return Step::End(Ok(()));
         };
@@ -57,11 +63,11 @@ impl Inner {
     }
 
     /// Waits for the thread and gives its result.
-    fn join(&mut self) -> chatterbox_ort::Result<()> {
+    fn join(&mut self) -> Result<(), E> {
         match self.worker.take().map(JoinHandle::join) {
             None => Ok(()),
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(Error::internal("the streaming synthesis thread panicked")),
+            Some(Err(_)) => Err(Error::internal("the synthesis thread panicked").into()),
         }
     }
 
@@ -74,12 +80,84 @@ impl Inner {
     }
 }
 
+impl<T: Send + 'static, E: Send + From<Error> + 'static> Pieces<T, E> {
+    /// Runs `work` on a thread of its own; it sends pieces through the sender it is given
+    /// (a send fails once the receiver is closed) and checks the cancel flag.
+    pub(crate) fn spawn(
+        name: &str,
+        work: impl FnOnce(SyncSender<T>, Arc<AtomicBool>) -> Result<(), E> + Send + 'static,
+    ) -> chatterbox_ort::Result<Pieces<T, E>> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::sync_channel::<T>(QUEUE_PIECES);
+        let stop = Arc::clone(&cancel);
+        let worker = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(tx, stop))
+            .map_err(|e| Error::internal(format!("starting the synthesis thread: {e}")))?;
+        Ok(Pieces {
+            inner: Mutex::new(Inner {
+                rx: Some(rx),
+                worker: Some(worker),
+            }),
+            cancel,
+        })
+    }
+
+    /// The next piece, waiting without the GIL (and without holding the lock while the GIL
+    /// is taken, so two threads iterating one stream cannot deadlock); a pending signal
+    /// (Ctrl-C) closes the stream and is raised. `None` at the end; the thread's error as
+    /// `Err(Ok(e))`, a Python error as `Err(Err(e))`.
+    pub(crate) fn next(&self, py: Python<'_>) -> Result<Option<T>, Result<E, PyErr>> {
+        loop {
+            let step = py.detach(|| self.lock().step());
+            match step {
+                Step::Piece(p) => return Ok(Some(p)),
+                Step::Pending => {
+                    if let Err(e) = py.check_signals() {
+                        self.close(py);
+                        return Err(Err(e));
+                    }
+                }
+                Step::End(Ok(())) => return Ok(None),
+                Step::End(Err(e)) => return Err(Ok(e)),
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T, E>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the synthesis (if it still runs) and waits for its thread. Idempotent.
+    pub(crate) fn close(&self, py: Python<'_>) {
+        let cancel = &*self.cancel;
+        py.detach(|| self.lock().close(cancel));
+    }
+}
+
+impl<T: Send, E: Send> Drop for Pieces<T, E> {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.cancel.store(true, Ordering::SeqCst);
+        inner.rx = None;
+        let Some(worker) = inner.worker.take() else {
+            return;
+        };
+        if worker.is_finished() {
+            let _ = worker.join();
+            return;
+        }
+        // Dropped by Python (the GIL is held): wait for the thread without it. While the
+        // interpreter shuts down, the thread is left to end on its own.
+        let _ = Python::try_attach(|py| py.detach(|| worker.join()));
+    }
+}
+
 /// An iterator of float32 arrays: the pieces of a streaming synthesis, in order.
 /// Joined, they are the whole audio. Also a context manager (leaving it closes).
 #[pyclass(frozen, module = "chatterbox_ort")]
 pub struct Stream {
-    inner: Mutex<Inner>,
-    cancel: Arc<AtomicBool>,
+    pieces: Pieces<Vec<f32>, Error>,
 }
 
 impl Stream {
@@ -92,36 +170,18 @@ impl Stream {
         req: Request,
         opts: StreamOptions,
     ) -> PyResult<Stream> {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::sync_channel::<Vec<f32>>(QUEUE_PIECES);
-        let stop = Arc::clone(&cancel);
-        let worker = std::thread::Builder::new()
-            .name("chatterbox-stream".into())
-            .spawn(move || {
-                let go_on = || !stop.load(Ordering::SeqCst);
-                let mut on_progress = |_: &_| go_on();
-                let mut on_chunk = |chunk: &StreamChunk<'_>| {
-                    go_on() && (chunk.samples.is_empty() || tx.send(chunk.samples.to_vec()).is_ok())
-                };
-                engine
-                    .synthesize_stream(&text, &voice, &req, &opts, &mut on_progress, &mut on_chunk)
-                    .map(drop)
-            })
-            .map_err(|e| Error::internal(format!("starting the streaming thread: {e}")))
-            .to_py(py)?;
-        Ok(Stream {
-            inner: Mutex::new(Inner {
-                rx: Some(rx),
-                worker: Some(worker),
-            }),
-            cancel,
+        let pieces = Pieces::spawn("chatterbox-stream", move |tx, stop| {
+            let go_on = || !stop.load(Ordering::SeqCst);
+            let mut on_progress = |_: &_| go_on();
+            let mut on_chunk = |chunk: &StreamChunk<'_>| {
+                go_on() && (chunk.samples.is_empty() || tx.send(chunk.samples.to_vec()).is_ok())
+            };
+            engine
+                .synthesize_stream(&text, &voice, &req, &opts, &mut on_progress, &mut on_chunk)
+                .map(drop)
         })
-    }
-
-    /// Runs `f` on the receiving end without the GIL (the lock is never held while the GIL
-    /// is being taken, so two threads iterating one stream cannot deadlock).
-    fn with_inner<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Inner) -> T + Send) -> T {
-        py.detach(|| f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner)))
+        .to_py(py)?;
+        Ok(Stream { pieces })
     }
 }
 
@@ -132,26 +192,17 @@ impl Stream {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<f32>>>> {
-        loop {
-            match self.with_inner(py, Inner::step) {
-                Step::Piece(samples) => return Ok(Some(PyArray1::from_vec(py, samples))),
-                Step::Pending => {
-                    if let Err(e) = py.check_signals() {
-                        self.close(py);
-                        return Err(e);
-                    }
-                }
-                Step::End(Ok(())) => return Ok(None),
-                Step::End(Err(e)) => return Err(to_py(py, &e)),
-            }
+        match self.pieces.next(py) {
+            Ok(piece) => Ok(piece.map(|samples| PyArray1::from_vec(py, samples))),
+            Err(Ok(e)) => Err(to_py(py, &e)),
+            Err(Err(e)) => Err(e),
         }
     }
 
     /// Stops the synthesis (if it still runs) and waits for its thread. Idempotent; the
     /// iterator then ends.
     fn close(&self, py: Python<'_>) {
-        let cancel = &*self.cancel;
-        self.with_inner(py, |inner| inner.close(cancel));
+        self.pieces.close(py);
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -162,24 +213,5 @@ impl Stream {
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
         self.close(py);
         false
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let cancel = Arc::clone(&self.cancel);
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        cancel.store(true, Ordering::SeqCst);
-        inner.rx = None;
-        let Some(worker) = inner.worker.take() else {
-            return;
-        };
-        if worker.is_finished() {
-            let _ = worker.join();
-            return;
-        }
-        // Dropped by Python (the GIL is held): wait for the thread without it. While the
-        // interpreter shuts down, the thread is left to end on its own.
-        let _ = Python::try_attach(|py| py.detach(|| worker.join()));
     }
 }
