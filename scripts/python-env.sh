@@ -11,7 +11,8 @@
 # `maturin develop`: an editable install of python/chatterbox_ort, so a change to its .py
 # files needs no rebuild. The build uses the cargo target folder (CARGO_TARGET_DIR, else
 # target/), so what `cargo build --release` compiled is reused where the features agree;
-# with nothing changed the script takes a few seconds.
+# with nothing changed the script takes a few seconds. PYTHON_ENV_DEPS_ONLY=1 stops after
+# the requirements (no build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,6 +34,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "python-env: installing $requirements"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
     echo "$want" >"$stamp"
+fi
+
+if [ "${PYTHON_ENV_DEPS_ONLY:-0}" = 1 ]; then
+    # scripts/test.sh: the downloads early, beside the Rust build; the package later.
+    exit 0
 fi
 
 echo "python-env: building and installing chatterbox_ort (maturin develop --release)"
