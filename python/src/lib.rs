@@ -4,6 +4,7 @@
 //! Every call that runs the models releases the GIL. Errors become the exceptions of
 //! `chatterbox_ort/_errors.py` (one class per [`ErrorKind`]).
 
+mod arrays;
 mod errors;
 mod openai;
 mod request;
@@ -12,7 +13,6 @@ mod stream;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -199,17 +199,7 @@ impl Engine {
         samples: &Bound<'_, PyAny>,
         sample_rate: i64,
     ) -> PyResult<Voice> {
-        let array = py
-            .import("numpy")?
-            .call_method1("ascontiguousarray", (samples, "float32"))?;
-        let ndim: usize = array.getattr("ndim")?.extract()?;
-        if ndim != 1 {
-            return Err(invalid_argument(
-                py,
-                "samples",
-                format!("must be one-dimensional (mono), got {ndim} dimensions"),
-            ));
-        }
+        let data = arrays::from_array(py, "samples", samples)?;
         let rate = u32::try_from(sample_rate).map_err(|_| {
             invalid_argument(
                 py,
@@ -217,8 +207,6 @@ impl Engine {
                 format!("must be a positive number of Hz, got {sample_rate}"),
             )
         })?;
-        // A copy: the caller's array may change while the GIL is released.
-        let data: Vec<f32> = array.cast_into::<PyArray1<f32>>()?.to_vec()?;
         let voice = py
             .detach(|| self.engine.voice_from_samples(&data, rate))
             .to_py(py)?;
@@ -255,7 +243,7 @@ impl Engine {
         flow_steps: Option<i64>,
         watermark: bool,
         language: Option<String>,
-    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let req = RequestArgs {
             seed,
             exaggeration,
@@ -285,7 +273,7 @@ impl Engine {
         });
         interrupt.raise()?;
         let audio = result.to_py(py)?;
-        Ok(PyArray1::from_vec(py, audio.samples))
+        arrays::to_array(py, &audio.samples)
     }
 
     /// Synthesizes `text` piece by piece while T3 is still decoding: an iterator of
@@ -427,11 +415,8 @@ mod _native {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        // NumPy's C API is loaded now, not by the first array a synthesis returns: importing
-        // numpy runs Python code, and a KeyboardInterrupt raised there would make the numpy
-        // crate panic instead of raising it.
-        numpy::get_array_module(m.py())?;
-        PyArray1::<f32>::zeros(m.py(), 0, false);
+        // numpy is imported now, not by the first array a synthesis returns.
+        arrays::numpy(m.py())?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         let kinds = PyDict::new(m.py());
         for kind in chatterbox_ort::ErrorKind::ALL {

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use numpy::PyArray1;
 use pyo3::prelude::*;
 
 use chatterbox_ort::{Engine, Error, Request, StreamChunk, StreamOptions, Voice};
 
+use crate::arrays;
 use crate::errors::{to_py, ResultExt};
 
 /// Pieces the synthesis may run ahead of the consumer before it waits (a piece is
@@ -191,9 +191,10 @@ impl Stream {
         slf
     }
 
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<f32>>>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         match self.pieces.next(py) {
-            Ok(piece) => Ok(piece.map(|samples| PyArray1::from_vec(py, samples))),
+            Ok(Some(samples)) => arrays::to_array(py, &samples).map(Some),
+            Ok(None) => Ok(None),
             Err(Ok(e)) => Err(to_py(py, &e)),
             Err(Err(e)) => Err(e),
         }
