@@ -83,6 +83,10 @@ def main():
     ap.add_argument("--format", default="pcm")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--retry-429", action="store_true",
+                    help="a client answered 429 waits Retry-After (1 s) and sends the request again")
+    ap.add_argument("--rss-every", type=int, default=0,
+                    help="also sample the server's RSS after every N answered requests")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     a = ap.parse_args()
@@ -119,6 +123,8 @@ def main():
             sizes.add(size)
         rss_warm = metric(base, "chatterbox_resident_memory_bytes")
         results = []
+        retried = [0]
+        rss_trace = []
         lock = threading.Lock()
         todo = list(range(a.requests))
 
@@ -129,8 +135,18 @@ def main():
                         return
                     todo.pop()
                 r = one_request(host, port, body, a.timeout)
+                while a.retry_429 and r[0] == 429:
+                    with lock:
+                        retried[0] += 1
+                    time.sleep(1.0)
+                    r = one_request(host, port, body, a.timeout)
                 with lock:
                     results.append(r)
+                    n = len(results)
+                if a.rss_every and n % a.rss_every == 0:
+                    rss = metric(base, "chatterbox_resident_memory_bytes")
+                    with lock:
+                        rss_trace.append((n, rss / 2**20 if rss else None))
 
         t0 = time.monotonic()
         threads = [threading.Thread(target=client) for _ in range(a.clients)]
@@ -160,7 +176,8 @@ def main():
     out = {
         "bundle": a.bundle, "server_args": a.server_args, "threads": a.threads,
         "requests": a.requests, "clients": a.clients, "tokens": a.tokens, "format": a.format,
-        "wall_s": wall, "ok": len(ok), "rejected_429": len(rejected), "errors": len(errors),
+        "wall_s": wall, "ok": len(ok), "rejected_429": len(rejected) + retried[0],
+        "retried_429": retried[0], "errors": len(errors), "rss_trace_mib": sorted(rss_trace),
         "by_status": by_status,
         "throughput_rps": len(ok) / wall,
         "audio_s_per_request": audio_s,
@@ -184,7 +201,7 @@ def main():
             f"latency p50 / p99 s | TTFA p50 / p99 s | RSS MiB start / warm / end | load before / after |\n"
             f"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
             f"| {os.path.basename(a.bundle.rstrip('/'))} | `{a.server_args}` | {a.clients} | {a.requests} | {len(ok)} | "
-            f"{len(rejected)} | {len(errors)} | {f2(out['throughput_rps'])} | {f2(out['audio_s_per_s'])} | "
+            f"{len(rejected) + retried[0]} | {len(errors)} | {f2(out['throughput_rps'])} | {f2(out['audio_s_per_s'])} | "
             f"{f2(out['latency_s']['p50'])} / {f2(out['latency_s']['p99'])} | "
             f"{f2(out['ttfa_s']['p50'])} / {f2(out['ttfa_s']['p99'])} | "
             f"{f2(out['rss_mib']['start'])} / {f2(out['rss_mib']['after_warmup'])} / {f2(out['rss_mib']['end'])} | "
