@@ -9,10 +9,17 @@
 # pinned requirements of python/requirements-dev.txt when they changed since the last run,
 # then builds the extension (release) and installs the package into the venv with
 # `maturin develop`: an editable install of python/chatterbox_ort, so a change to its .py
-# files needs no rebuild. The build uses the cargo target folder (CARGO_TARGET_DIR, else
-# target/), so what `cargo build --release` compiled is reused where the features agree;
-# with nothing changed the script takes a few seconds. PYTHON_ENV_DEPS_ONLY=1 stops after
-# the requirements (no build).
+# files needs no rebuild. With nothing changed the script takes a few seconds.
+# PYTHON_ENV_DEPS_ONLY=1 stops after the requirements (no build).
+#
+# The build uses the cargo target folder (CARGO_TARGET_DIR, else target/), reusing the
+# dependencies `cargo build`/`cargo test --release` compiled where their features agree
+# (the bindings' proc-macros change some: serde, tokenizers and the engine are compiled
+# once more). The engine library itself (a cdylib, so its files in target/release/deps/
+# carry no hash) is rebuilt in place with the bindings' features, and the next root
+# `cargo test --release` compiles it back: run the build after `cargo test` and after
+# anything that loads target/release/deps/libchatterbox_ort.so (the C ABI tests), not
+# beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
