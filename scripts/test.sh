@@ -46,18 +46,6 @@ if [ "$rc" -eq 0 ]; then
     scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || rc=$?
 fi
 
-py_rc=0
-wait "$py_pid" || py_rc=$?
-cat "$py_log"
-if [ "$py_rc" -ne 0 ]; then
-    echo "test.sh: the Python test environment could not be set up (exit $py_rc)" >&2
-    rc=1
-fi
-# The Python package (PyO3): its own tests, the openai client against `serve`, Ray Serve.
-if [ "$rc" -eq 0 ]; then
-    scripts/test-python.sh -q -p no:warnings || rc=$?
-fi
-
 vg_rc=0
 wait "$vg_pid" || vg_rc=$?
 echo "--- tests/capi.rs $VALGRIND_TEST (run alongside the suite) ---"
@@ -65,5 +53,19 @@ cat "$vg_log"
 if [ "$vg_rc" -ne 0 ]; then
     echo "test.sh: $VALGRIND_TEST FAILED (exit $vg_rc)" >&2
     rc=1
+fi
+
+# The Python package (PyO3): its own tests, the openai client against `serve`, Ray Serve.
+# After the valgrind test: building the extension rewrites target/release/deps/
+# libchatterbox_ort.so (a cdylib has one fixed name), which that test loads.
+py_rc=0
+wait "$py_pid" || py_rc=$?
+cat "$py_log"
+if [ "$py_rc" -ne 0 ]; then
+    echo "test.sh: the Python test environment could not be set up (exit $py_rc)" >&2
+    rc=1
+fi
+if [ "$rc" -eq 0 ]; then
+    scripts/test-python.sh -q -p no:warnings || rc=$?
 fi
 exit "$rc"
