@@ -11,7 +11,7 @@ use pyo3::types::PyBytes;
 
 use chatterbox_ort::openai::{self, ApiError, ApiLimits, Delivery, VoiceLibrary};
 
-use crate::errors::{invalid_argument, ResultExt};
+use crate::errors::ResultExt;
 use crate::json_to_py;
 use crate::stream::Pieces;
 use crate::Engine;
@@ -70,21 +70,15 @@ impl OpenAISpeech {
         voice_cache: usize,
         max_input_chars: usize,
     ) -> PyResult<OpenAISpeech> {
-        let most = chatterbox_ort::limits::MAX_TEXT_BYTES / 4;
-        if !(1..=most).contains(&max_input_chars) {
-            return Err(invalid_argument(
-                py,
-                "max_input_chars",
-                format!("must be in 1..={most}, got {max_input_chars}"),
-            ));
-        }
+        let limits = ApiLimits { max_input_chars };
+        limits.validate().to_py(py)?;
         let engine = Arc::clone(&engine.engine);
         let library =
             VoiceLibrary::new(voices, voice_cache, engine.default_voice().clone()).to_py(py)?;
         Ok(OpenAISpeech {
             engine,
             voices: Arc::new(library),
-            limits: ApiLimits { max_input_chars },
+            limits,
         })
     }
 
@@ -117,10 +111,7 @@ impl OpenAISpeech {
     /// The voices (`[{"id", "name", "object", "source"}]`).
     fn voices<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let list = self.voices.list().map_err(|e| api_error(py, &e))?;
-        let data: Vec<_> = list
-            .into_iter()
-            .map(|v| serde_json::json!({"id": v.name, "name": v.name, "object": "voice", "source": v.source}))
-            .collect();
+        let data: Vec<_> = list.into_iter().map(|v| v.to_json()).collect();
         json_to_py(py, &data)
     }
 
@@ -137,10 +128,7 @@ impl OpenAISpeech {
         let info = py
             .detach(|| voices.add(engine, name, wav, overwrite))
             .map_err(|e| api_error(py, &e))?;
-        json_to_py(
-            py,
-            &serde_json::json!({"id": info.name, "name": info.name, "object": "voice", "source": info.source}),
-        )
+        json_to_py(py, &info.to_json())
     }
 
     /// Removes the voice file `name`.

@@ -46,6 +46,22 @@ pub struct ApiLimits {
     pub max_input_chars: usize,
 }
 
+impl ApiLimits {
+    /// Checks the bounds: `max_input_chars` in 1 ..= the engine's text bound in characters
+    /// (a character is at most 4 bytes of UTF-8); the error names it.
+    pub fn validate(&self) -> crate::Result<()> {
+        let most = crate::limits::MAX_TEXT_BYTES / 4;
+        if (1..=most).contains(&self.max_input_chars) {
+            Ok(())
+        } else {
+            Err(crate::Error::invalid_argument(
+                "max_input_chars",
+                format!("must be in 1..={most}, got {}", self.max_input_chars),
+            ))
+        }
+    }
+}
+
 impl Default for ApiLimits {
     fn default() -> ApiLimits {
         ApiLimits {

@@ -55,6 +55,13 @@ pub struct VoiceInfo {
     pub source: &'static str,
 }
 
+impl VoiceInfo {
+    /// The voice as the API lists it: `{"id", "name", "object": "voice", "source"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"id": self.name, "name": self.name, "object": "voice", "source": self.source})
+    }
+}
+
 /// Voices by name: `default` (and OpenAI's built-in names, unless a voice file takes them)
 /// is the bundle's voice; other names are voice files in the folder.
 pub struct VoiceLibrary {

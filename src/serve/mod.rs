@@ -107,13 +107,7 @@ impl ServeConfig {
             1024,
             MAX_UPLOAD_BYTES,
         )?;
-        // A character is at most 4 bytes of UTF-8: the engine's text bound in characters.
-        range(
-            "max_input_chars",
-            self.limits.max_input_chars,
-            1,
-            crate::limits::MAX_TEXT_BYTES / 4,
-        )?;
+        self.limits.validate()?;
         for (name, d) in [
             ("request_timeout", self.request_timeout),
             ("shutdown_grace", self.shutdown_grace),

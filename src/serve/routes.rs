@@ -324,10 +324,7 @@ async fn list_voices(State(st): St) -> Response {
     match st.voices.list() {
         Ok(list) => {
             tracker.finish(200);
-            let data: Vec<_> = list
-                .into_iter()
-                .map(|v| serde_json::json!({"id": v.name, "name": v.name, "object": "voice", "source": v.source}))
-                .collect();
+            let data: Vec<_> = list.into_iter().map(|v| v.to_json()).collect();
             json(
                 StatusCode::OK,
                 serde_json::json!({"object": "list", "data": data}),
@@ -352,13 +349,7 @@ async fn upload_voice(State(st): St, query: Query<UploadQuery>, req: Request) ->
     let tracker = Tracker::new(&st, VOICES);
     let result = upload_inner(&st, query.0, req).await;
     let (status, r) = match result {
-        Ok(info) => (
-            201,
-            json(
-                StatusCode::CREATED,
-                serde_json::json!({"id": info.name, "name": info.name, "object": "voice", "source": info.source}),
-            ),
-        ),
+        Ok(info) => (201, json(StatusCode::CREATED, info.to_json())),
         Err(e) => (e.status, Failure(e).into_response()),
     };
     tracker.finish(status);
