@@ -59,6 +59,15 @@ pub struct EngineOptions {
     pub residency: ResidencyOptions,
     /// Explicit `libonnxruntime` path (else the search order of `runtime::provision`).
     pub onnxruntime: Option<PathBuf>,
+    /// Session cache folder for CPU sessions: the first creation of a component stores the
+    /// graph ONNX Runtime optimized with its weights pre-packed for this CPU (about twice
+    /// the component's size on disk), later creations map that file, which makes creating
+    /// sessions (loading, `swap`, `idle`) cheaper. Its `verified/` folder keeps
+    /// verification stamps, so unchanged component files are not hashed again by every
+    /// process ([`Bundle::set_verification_stamps`]). `None`: no cache. Default:
+    /// [`runtime::default_session_cache_dir`]. A residency's own `optimized_cache_dir`
+    /// takes precedence.
+    pub session_cache: Option<PathBuf>,
 }
 
 impl EngineOptions {
@@ -70,6 +79,7 @@ impl EngineOptions {
             threads: None,
             residency: ResidencyOptions::default(),
             onnxruntime: None,
+            session_cache: runtime::default_session_cache_dir(),
         }
     }
 
@@ -299,6 +309,19 @@ pub struct Engine {
     t3_prefix: crate::turbo::t3::CondPrefixCache,
     default_voice: Voice,
     dims: T3Dims,
+    /// [`EngineOptions::session_cache`] (CPU engines only).
+    session_cache: Option<PathBuf>,
+}
+
+/// `residency` with the engine's session cache unless it names its own.
+fn with_session_cache(
+    mut residency: ResidencyOptions,
+    cache: &Option<PathBuf>,
+) -> ResidencyOptions {
+    if residency.optimized_cache_dir.is_none() {
+        residency.optimized_cache_dir = cache.clone();
+    }
+    residency
 }
 
 impl std::fmt::Debug for Engine {
@@ -315,7 +338,14 @@ impl Engine {
     /// policy keeps resident.
     pub fn load(opts: EngineOptions) -> Result<Engine> {
         opts.validate()?;
-        let bundle = Arc::new(Bundle::open(&opts.bundle)?);
+        // The cache holds CPU kernels' pre-packed weights; CUDA sessions are built as before.
+        let session_cache = opts
+            .session_cache
+            .clone()
+            .filter(|_| matches!(opts.provider, Provider::Cpu));
+        let mut bundle = Bundle::open(&opts.bundle)?;
+        bundle.set_verification_stamps(session_cache.as_ref().map(|d| d.join("verified")));
+        let bundle = Arc::new(bundle);
         for c in Component::ALL {
             bundle.component(c.name())?;
         }
@@ -334,11 +364,12 @@ impl Engine {
             Arc::clone(&bundle),
             opts.provider,
             opts.threads,
-            opts.residency,
+            with_session_cache(opts.residency, &session_cache),
         )?;
         Ok(Engine {
             bundle,
             host,
+            session_cache,
             frontend,
             t3_prefix: Default::default(),
             default_voice,
@@ -427,7 +458,8 @@ impl Engine {
     /// drops the cached KV of the last voice's T3 conditioning (Turbo).
     pub fn set_residency(&self, residency: ResidencyOptions) -> Result<()> {
         self.t3_prefix.clear();
-        self.host.set_residency(residency)
+        self.host
+            .set_residency(with_session_cache(residency, &self.session_cache))
     }
 
     /// The host's memory and session statistics as JSON.

@@ -13,10 +13,37 @@ fn tiny() -> PathBuf {
 }
 
 fn engine(residency: &str) -> Engine {
+    engine_with_cache(residency, None)
+}
+
+fn engine_with_cache(residency: &str, session_cache: Option<PathBuf>) -> Engine {
     let mut opts = EngineOptions::new(tiny());
     opts.threads = Some(1);
     opts.residency = residency.parse().expect("preset parses");
+    opts.session_cache = session_cache;
     Engine::load(opts).unwrap_or_else(|e| panic!("engine with residency {residency}: {e}"))
+}
+
+/// A fresh folder under the target dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "cbx-residency-{tag}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn request(engine: &Engine) -> Request {
@@ -84,6 +111,63 @@ fn audio_is_bit_identical_across_policies() {
                 .position(|(a, b)| a.to_bits() != b.to_bits())
         );
     }
+}
+
+#[test]
+fn session_cache_is_written_once_then_used_and_changes_no_sample() {
+    let reference = speak(&engine("resident"));
+    let dir = TempDir::new("cache");
+    let cache = dir.0.join("sessions");
+    // First engine writes every component's entry; the second (and swap's re-creations)
+    // load them with the pre-packed weights mapped.
+    for (round, preset) in ["resident", "resident", "swap"].into_iter().enumerate() {
+        let engine = engine_with_cache(preset, Some(cache.clone()));
+        let samples = speak(&engine);
+        assert!(
+            samples == reference,
+            "session cache (round {round}, {preset}) changed the audio"
+        );
+    }
+    let entries: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let components = chatterbox_ort::residency::Component::ALL.len();
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| !e.starts_with('.') && *e != "verified")
+            .count(),
+        components,
+        "one entry per component: {entries:?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.contains(".tmp")),
+        "no half-written entry left: {entries:?}"
+    );
+    for e in entries.iter().filter(|e| *e != "verified") {
+        assert!(cache.join(e).join("model.onnx").is_file(), "{e}");
+    }
+    // Weights of 1 KiB and more (all of the tiny T3 decoder's large ones) and their pre-packed
+    // form go into the entry's data file beside its graph.
+    let decoder = entries
+        .iter()
+        .find(|e| e.starts_with("t3_decoder-"))
+        .expect("a t3_decoder entry");
+    assert!(
+        cache.join(decoder).join("weights.data").is_file(),
+        "{decoder}: no weights.data"
+    );
+    assert!(
+        std::fs::read_dir(cache.join("verified")).unwrap().count() >= components,
+        "verification stamps for the component files"
+    );
+
+    // A cache folder that cannot be created (a file in its place) costs speed only.
+    let blocked = dir.0.join("blocked");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let engine = engine_with_cache("swap", Some(blocked.join("sessions")));
+    assert!(speak(&engine) == reference, "no cache, same audio");
 }
 
 #[test]

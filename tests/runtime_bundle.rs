@@ -172,6 +172,48 @@ fn component_sha_is_checked_lazily_and_cached() {
 }
 
 #[test]
+fn verification_stamps_skip_unchanged_files_and_catch_changed_ones() {
+    let dir = bundle_dir();
+    let stamps = dir.path().join("stamps");
+    let p = dir.path().join("toy_ext.onnx.data");
+    let good = std::fs::read(&p).unwrap();
+
+    let mut b = Bundle::open(dir.path()).unwrap();
+    b.set_verification_stamps(Some(stamps.clone()));
+    b.verify_component("hift").unwrap();
+    let written = std::fs::read_dir(&stamps).unwrap().count();
+    assert_eq!(written, 2, "one stamp per component file (graph and data)");
+
+    // A new process (bundle) with the same unchanged files: verified from the stamps.
+    let mut again = Bundle::open(dir.path()).unwrap();
+    again.set_verification_stamps(Some(stamps.clone()));
+    again.verify_component("hift").unwrap();
+
+    // Rewriting the file (same size, one byte changed) changes its change time, so its
+    // stamp no longer matches and the hash catches the corruption.
+    let mut bad = good.clone();
+    bad[3] ^= 0x55;
+    std::fs::write(&p, &bad).unwrap();
+    let mut after = Bundle::open(dir.path()).unwrap();
+    after.set_verification_stamps(Some(stamps.clone()));
+    let e = after.verify_component("hift").unwrap_err();
+    assert!(e.to_string().contains("wrong sha256"), "{e}");
+
+    // Restored content: hashed again, passes, and the stamp is renewed.
+    std::fs::write(&p, &good).unwrap();
+    let mut restored = Bundle::open(dir.path()).unwrap();
+    restored.set_verification_stamps(Some(stamps.clone()));
+    restored.verify_component("hift").unwrap();
+
+    // A stamp folder that cannot be written (a file in its place) only costs the hash.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let mut no_stamps = Bundle::open(dir.path()).unwrap();
+    no_stamps.set_verification_stamps(Some(blocked.join("stamps")));
+    no_stamps.verify_component("hift").unwrap();
+}
+
+#[test]
 fn voice_round_trip_through_a_file() {
     let dir = Scratch::new("voice");
     let p = dir.path().join("v.safetensors");

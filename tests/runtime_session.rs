@@ -265,22 +265,39 @@ fn optimized_model_cache_is_written_then_used() {
             assert_eq!(y[[0, 7]], 8.0);
         }
     }
-    let files: Vec<_> = std::fs::read_dir(&cache)
+    let entries: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(
-        files
-            .iter()
-            .filter(|f| f.to_string_lossy().ends_with(".onnx"))
-            .count()
-            == 2,
-        "{files:?}"
+    assert_eq!(
+        entries.len(),
+        2,
+        "one entry folder per component: {entries:?}"
     );
-    assert!(
-        !files.iter().any(|f| f.to_string_lossy().contains(".tmp")),
-        "{files:?}"
-    );
+    assert!(!entries.iter().any(|f| f.contains(".tmp")), "{entries:?}");
+    for e in &entries {
+        assert!(cache.join(e).join("model.onnx").is_file(), "{e}");
+    }
+}
+
+#[test]
+fn unwritable_cache_folder_still_creates_the_session() {
+    init_runtime();
+    let dir = Scratch::new("cache-ro");
+    write_bundle(dir.path(), &[("ext", "toy_ext")]);
+    let bundle = Bundle::open(dir.path()).unwrap();
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"a file where the folder should be").unwrap();
+    let o = SessionOptions {
+        optimized_model_cache: Some(blocked.join("cache")),
+        ..opts()
+    };
+    let mut s = Session::create(bundle.dir(), "ext", &spec_of(&bundle, "ext"), &o).unwrap();
+    assert!(!s.timings().from_optimized_cache);
+    let mut out = s
+        .run(vec![("x", Value::from_f32(&[1, 8], vec![0.5; 8]).unwrap())])
+        .unwrap();
+    assert_eq!(out.take("y").unwrap().to_array_f32().unwrap()[[0, 7]], 8.0);
 }
 
 #[test]

@@ -875,7 +875,9 @@ fn timeout_unload_and_graceful_shutdown() {
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     // Unload: every session goes (idle policy), the next request loads them again.
     let u = reply(agent().post(&s.url("/admin/unload")).send(&b""[..])).json();
-    assert!(u["sessions_destroyed"].as_u64().unwrap() >= 5, "{u}");
+    // How many sessions the timed-out request had created depends on the machine's speed
+    // (and on whether the session cache was already written): at least the first one.
+    assert!(u["sessions_destroyed"].as_u64().unwrap() >= 1, "{u}");
     assert_eq!(u["loaded"].as_array().unwrap().len(), 0, "{u}");
     let created = metric(&s, "chatterbox_sessions_created_total").unwrap();
     assert_eq!(

@@ -28,8 +28,9 @@ pub(crate) fn kind_of(mode: &str) -> ResultKind {
     }
 }
 
-/// The optimized-model cache folder of `+opt-cache` modes (kept between modes and
-/// runs; ONNX Runtime's optimized graphs are keyed by component hash, target and version).
+/// The session cache folder of the benchmark's modes (kept between modes and runs; ONNX
+/// Runtime's optimized graphs are keyed by component hash, target, CPU and version), so a
+/// benchmark does not depend on the user's own cache.
 pub fn opt_cache_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("chatterbox-ort-bench-opt-cache")
 }
@@ -38,15 +39,17 @@ pub fn opt_cache_dir() -> std::path::PathBuf {
 /// `idle=SECS`, `budget=SIZE`), optionally with a `-prefetch` suffix, and with
 /// further items joined by `+` (since `,` separates the modes on the command
 /// line): the residency items `prefetch`, `ram-cache`, `COMPONENT=POLICY`, and
-/// `opt-cache` (sessions created through ONNX Runtime's optimized-model cache in
-/// [`opt_cache_dir`]), e.g. `swap+opt-cache`.
+/// `no-cache` (sessions created from the bundle's graphs; by default, as in the engine,
+/// through the session cache, here in [`opt_cache_dir`]; `opt-cache` says so explicitly),
+/// e.g. `swap+no-cache`.
 pub(crate) fn residency_of(mode: &str) -> Result<ResidencyOptions> {
-    let mut opt_cache = false;
+    let mut opt_cache = true;
     let mut items: Vec<&str> = Vec::new();
     for (i, item) in mode.split('+').enumerate() {
         match (i, item.strip_suffix("-prefetch")) {
             (0, Some(preset)) => items.extend([preset, "prefetch"]),
             _ if item == "opt-cache" => opt_cache = true,
+            _ if item == "no-cache" => opt_cache = false,
             _ => items.push(item),
         }
     }
@@ -191,6 +194,9 @@ fn synthesis(args: &WorkerArgs) -> Result<ModeResult> {
     opts.provider = provider_of(args)?;
     opts.threads = args.run.threads;
     opts.residency = residency_of(&args.mode)?;
+    // The mode says whether sessions go through the cache (and its verification stamps), in
+    // the benchmark's folder, never the user's own.
+    opts.session_cache = opts.residency.optimized_cache_dir.take();
 
     result.rss_before_load_bytes = rss();
     let t = Instant::now();
@@ -554,7 +560,14 @@ mod tests {
         let cached = residency_of("swap-prefetch+opt-cache").unwrap();
         assert!(cached.prefetch);
         assert_eq!(cached.optimized_cache_dir, Some(opt_cache_dir()));
-        assert!(residency_of("swap").unwrap().optimized_cache_dir.is_none());
+        assert_eq!(
+            residency_of("swap").unwrap().optimized_cache_dir,
+            Some(opt_cache_dir())
+        );
+        assert!(residency_of("swap+no-cache")
+            .unwrap()
+            .optimized_cache_dir
+            .is_none());
         assert!(matches!(
             residency_of("idle=30").unwrap().default,
             Policy::Idle(_)

@@ -79,6 +79,15 @@ struct EngineArgs {
     /// COMPONENT=POLICY), e.g. `swap,prefetch`. Default: resident (`serve`: idle=300).
     #[arg(long, value_name = "PRESET")]
     residency: Option<String>,
+    /// Session cache folder (CPU): ONNX Runtime's optimized graphs with the weights
+    /// pre-packed for this CPU, written at a component's first creation (about twice its
+    /// size on disk) and mapped by later ones. Default: $CHATTERBOX_ORT_SESSION_CACHE, else
+    /// ~/.cache/chatterbox-ort/sessions.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_session_cache")]
+    session_cache: Option<PathBuf>,
+    /// Create every session from the bundle's graphs (no session cache).
+    #[arg(long)]
+    no_session_cache: bool,
 }
 
 /// `serve`'s settings.
@@ -504,6 +513,11 @@ fn engine_options(dir: &Path, args: &EngineArgs) -> Result<EngineOptions> {
     opts.provider = args.provider.parse()?;
     opts.threads = args.threads;
     opts.residency = args.residency.as_deref().unwrap_or("resident").parse()?;
+    if args.no_session_cache {
+        opts.session_cache = None;
+    } else if let Some(dir) = &args.session_cache {
+        opts.session_cache = Some(dir.clone());
+    }
     opts.validate()?;
     Ok(opts)
 }

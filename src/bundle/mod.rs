@@ -4,7 +4,10 @@
 //! [`Bundle::open`] parses the manifest and verifies the small top-level files (size and
 //! sha256). Component files can be gigabytes, so they are verified lazily by
 //! [`Bundle::verify_component`], once per bundle: the result is cached, so destroying and
-//! re-creating a session (swap residency) does not hash again.
+//! re-creating a session (swap residency) does not hash again. With
+//! [`Bundle::set_verification_stamps`], a file that passed its hash leaves a stamp of its
+//! identity (device, inode, size, modification and change times); a later process that finds
+//! the same identity does not hash the unchanged file again.
 
 pub mod manifest;
 pub mod voice;
@@ -38,6 +41,7 @@ pub struct Bundle {
     dir: PathBuf,
     manifest: Manifest,
     verified: Mutex<HashSet<String>>,
+    stamps: Option<PathBuf>,
 }
 
 impl Bundle {
@@ -67,6 +71,7 @@ impl Bundle {
             dir,
             manifest,
             verified: Mutex::new(HashSet::new()),
+            stamps: None,
         };
         for f in &bundle.manifest.files {
             verify_file(&bundle.dir, f, true)?;
@@ -146,13 +151,34 @@ impl Bundle {
         }
         let spec = self.component(name)?;
         for f in &spec.files {
-            verify_file(&self.dir, f, true)?;
+            let stamp = self
+                .stamps
+                .as_deref()
+                .and_then(|d| Stamp::of(d, &self.dir, f));
+            match &stamp {
+                Some(s) if s.matches() => verify_file(&self.dir, f, false)?,
+                _ => {
+                    verify_file(&self.dir, f, true)?;
+                    if let Some(s) = stamp {
+                        s.store();
+                    }
+                }
+            }
         }
         self.verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string());
         Ok(())
+    }
+
+    /// Keeps verification stamps in `dir` (`None`: hash every component file at its first
+    /// use in each process). A stamp is written after a file's sha256 matched the manifest;
+    /// later, a file whose device, inode, size, modification and change times equal its
+    /// stamp's is taken as verified (its size is still checked). Any write to the file
+    /// changes its change time, which only the kernel sets. Unix only (elsewhere: no stamps).
+    pub fn set_verification_stamps(&mut self, dir: Option<PathBuf>) {
+        self.stamps = dir;
     }
 
     /// Whether component `name` has been fully verified already.
@@ -199,6 +225,68 @@ pub fn verify_file(dir: &Path, entry: &FileEntry, hash: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A file's identity after it passed its sha256 (see [`Bundle::set_verification_stamps`]).
+struct Stamp {
+    path: PathBuf,
+    line: String,
+}
+
+impl Stamp {
+    /// The stamp `entry` would have now, or `None` where identities are unavailable.
+    #[cfg(unix)]
+    fn of(stamps: &Path, dir: &Path, entry: &FileEntry) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::canonicalize(dir.join(&entry.path)).ok()?;
+        let m = std::fs::metadata(&file).ok()?;
+        let line = format!(
+            "{} {} {} {}.{} {}.{} {} {}\n",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            entry.sha256.to_ascii_lowercase(),
+            file.display()
+        );
+        // One stamp per (content, path): two copies of a bundle keep one each.
+        let key = format!("{}\n{}", entry.sha256.to_ascii_lowercase(), file.display());
+        let name = hex::encode(&Sha256::digest(key.as_bytes())[..16]);
+        Some(Stamp {
+            path: stamps.join(format!("{name}.stamp")),
+            line,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_stamps: &Path, _dir: &Path, _entry: &FileEntry) -> Option<Stamp> {
+        None
+    }
+
+    /// Whether the stored stamp equals this one.
+    fn matches(&self) -> bool {
+        std::fs::read_to_string(&self.path).is_ok_and(|s| s == self.line)
+    }
+
+    /// Stores the stamp (best effort: a stamp that cannot be written only costs a hash).
+    fn store(&self) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        let ok = std::fs::create_dir_all(dir).is_ok()
+            && std::fs::write(&tmp, &self.line).is_ok()
+            && std::fs::rename(&tmp, &self.path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::debug!(stamp = %self.path.display(), "could not store a verification stamp");
+        }
+    }
 }
 
 /// Lower-case hex sha256 of a file.

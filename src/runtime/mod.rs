@@ -166,6 +166,31 @@ pub fn init(opts: &RuntimeOptions) -> Result<()> {
     Ok(())
 }
 
+/// The environment variable naming the session cache folder (`off` disables it).
+pub const SESSION_CACHE_ENV: &str = "CHATTERBOX_ORT_SESSION_CACHE";
+
+/// The default folder of the session cache ([`SessionOptions::optimized_model_cache`]):
+/// `$CHATTERBOX_ORT_SESSION_CACHE` (`off`, `none`, `0` or empty: no cache), else
+/// `$XDG_CACHE_HOME/chatterbox-ort/sessions`, else `$HOME/.cache/chatterbox-ort/sessions`.
+pub fn default_session_cache_dir() -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os(SESSION_CACHE_ENV) {
+        let s = v.to_string_lossy();
+        return match s.trim().to_ascii_lowercase().as_str() {
+            "" | "off" | "none" | "0" => None,
+            _ => Some(PathBuf::from(v)),
+        };
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("chatterbox-ort").join("sessions"))
+}
+
 /// Whether [`init`] has succeeded in this process.
 pub fn is_initialized() -> bool {
     STATE.get().is_some()

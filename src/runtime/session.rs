@@ -9,10 +9,10 @@ use ort::ep::{ArenaExtendStrategy, ExecutionProvider};
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::RunOptions;
-use ort::value::{DynValue, TensorElementType, ValueType};
+use ort::value::{DynValue, ValueType};
 
-use super::value::{alloc_uninit, dtype_from_ort, Value};
-use crate::bundle::manifest::{ComponentSpec, Dim, DimsDisplay, TensorSpec};
+use super::value::{alloc_uninit, dtype_from_ort, ort_type, Value};
+use crate::bundle::manifest::{ComponentSpec, DType, Dim, DimsDisplay, TensorSpec};
 use crate::error::{Error, Result};
 
 /// Where a session runs.
@@ -164,7 +164,8 @@ pub struct StateTensor {
     pub input: String,
     /// The graph output that writes it.
     pub output: String,
-    /// The buffer (from [`Session::alloc_f32`] or [`Value::alloc_f32`]: a tensor made from
+    /// The buffer (from [`Session::alloc`] or [`Value::alloc`], of the dtype the manifest
+    /// declares for `input`: a tensor made from
     /// host data by `Value::from_f32` cannot be bound as an output).
     pub value: Value,
 }
@@ -242,10 +243,9 @@ impl Session {
                         s
                     }
                     Err(e) => {
-                        tracing::warn!(component = name, cache = %c.model.display(), error = %e,
+                        tracing::warn!(component = name, cache = %c.dir.display(), error = %e,
                             "optimized-model cache unusable; rebuilding it");
-                        let _ = std::fs::remove_file(&c.model);
-                        let _ = std::fs::remove_file(&c.data);
+                        let _ = std::fs::remove_dir_all(&c.dir);
                         build_writing_cache(env, name, opts, &model_path, Some(c))?
                     }
                 }
@@ -342,14 +342,10 @@ impl Session {
             ));
         }
         let graph = std::fs::read(&c.model).map_err(|e| Error::io(&c.model, e))?;
-        let external = if c.data.is_file() {
-            let bytes = std::fs::read(&c.data).map_err(|e| Error::io(&c.data, e))?;
-            let file = c
-                .data
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Some((file, Arc::from(bytes)))
+        let data = c.dir.join(CACHE_DATA);
+        let external = if data.is_file() {
+            let bytes = std::fs::read(&data).map_err(|e| Error::io(&data, e))?;
+            Some((CACHE_DATA.to_string(), Arc::from(bytes)))
         } else {
             None
         };
@@ -440,8 +436,14 @@ impl Session {
     /// device's), its contents unspecified: state for [`Session::run_in_place`] that stays
     /// where the graph runs.
     pub fn alloc_f32(&self, shape: &[usize]) -> Result<Value> {
+        self.alloc(DType::Float32, shape)
+    }
+
+    /// A tensor of element type `dtype` and `shape` where this session runs, as
+    /// [`Session::alloc_f32`] (an fp16 graph's KV cache is float16).
+    pub fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Value> {
         match &self.target {
-            Target::Cpu => Value::alloc_f32(shape),
+            Target::Cpu => Value::alloc(dtype, shape),
             Target::Cuda(c) => {
                 let info = MemoryInfo::new(
                     AllocationDevice::CUDA,
@@ -452,7 +454,7 @@ impl Session {
                 .map_err(|e| rt(&self.name, "describing CUDA memory", e))?;
                 let allocator = Allocator::new(&self.inner, info)
                     .map_err(|e| rt(&self.name, "getting the CUDA allocator", e))?;
-                alloc_uninit(&allocator, TensorElementType::Float32, shape)
+                alloc_uninit(&allocator, ort_type(dtype), shape)
             }
         }
     }
@@ -636,10 +638,54 @@ impl Outputs {
     }
 }
 
+/// One optimized-model cache entry: a folder holding the graph ONNX Runtime optimized
+/// ([`CACHE_MODEL`]) and its external data ([`CACHE_DATA`]: the weights, and on the CPU also
+/// the weights as the kernels pre-pack them, which later creations map from the file).
 struct CachePaths {
+    /// The entry's folder.
+    dir: PathBuf,
+    /// `dir/CACHE_MODEL`.
     model: PathBuf,
-    tmp_model: PathBuf,
-    data: PathBuf,
+    /// Where this process writes the entry before renaming it to `dir` in one step, so a
+    /// reader never sees half an entry and two writers never mix their files.
+    tmp_dir: PathBuf,
+}
+
+const CACHE_MODEL: &str = "model.onnx";
+const CACHE_DATA: &str = "weights.data";
+
+/// Eight hex digits naming the CPU features ONNX Runtime's kernels depend on.
+fn cpu_fingerprint() -> String {
+    #[allow(unused_mut)]
+    let mut features = String::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if std::arch::is_x86_feature_detected!($f) {
+                    features.push_str($f);
+                    features.push(',');
+                }
+            )*};
+        }
+        probe!(
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512vnni",
+            "avx512bf16",
+            "avx512fp16",
+            "avxvnni"
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    features.push_str(std::env::consts::ARCH);
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(features.as_bytes())[..4])
 }
 
 /// Cache file names, keyed by the digests of all the component's files (weights can change
@@ -655,14 +701,19 @@ fn cache_paths(dir: &Path, name: &str, spec: &ComponentSpec, target: &Target) ->
     let key = hex::encode(h.finalize());
     let short = &key[..16];
     let tag = match target {
-        Target::Cpu => "cpu".to_string(),
+        // Optimized CPU graphs and their pre-packed weights are specific to the instruction
+        // set ONNX Runtime picked kernels for (NCHWc layouts, int8 GEMM packing).
+        Target::Cpu => format!("cpu{}", cpu_fingerprint()),
         Target::Cuda(c) => format!("cuda{}", c.device_id),
     };
     let stem = format!("{name}-{short}-{tag}-ort{version}");
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     CachePaths {
-        model: dir.join(format!("{stem}.onnx")),
-        tmp_model: dir.join(format!("{stem}.onnx.tmp{}", std::process::id())),
-        data: dir.join(format!("{stem}.data")),
+        model: dir.join(&stem).join(CACHE_MODEL),
+        tmp_dir: dir.join(format!(".{stem}.tmp{}-{nonce}", std::process::id())),
+        dir: dir.join(stem),
     }
 }
 
@@ -721,44 +772,68 @@ fn build_writing_cache(
     model_path: &Path,
     cache: Option<&CachePaths>,
 ) -> Result<ort::session::Session> {
-    let mut b = base_builder(env, name, opts)?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(|e| rt(name, "setting optimization level", e))?;
-    if let Some(c) = cache {
-        if let Some(dir) = c.model.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let data_name = c
-            .data
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        b = b
-            .with_optimized_model_path(&c.tmp_model)
-            .map_err(|e| rt(name, "setting optimized model path", e))?
-            .with_config_entry(
-                "session.optimized_model_external_initializers_file_name",
-                data_name,
-            )
-            .map_err(|e| rt(name, "setting optimized external data file", e))?
-            .with_config_entry(
-                "session.optimized_model_external_initializers_min_size_in_bytes",
-                "1024",
-            )
-            .map_err(|e| rt(name, "setting optimized external data threshold", e))?;
-    }
-    let session = b
-        .commit_from_file(model_path)
-        .map_err(|e| rt(name, &format!("loading `{}`", model_path.display()), e))?;
-    if let Some(c) = cache {
-        if c.tmp_model.is_file() {
-            if let Err(e) = std::fs::rename(&c.tmp_model, &c.model) {
-                tracing::warn!(component = name, error = %e, "could not store optimized-model cache");
-                let _ = std::fs::remove_file(&c.tmp_model);
+    let optimizing = || -> Result<SessionBuilder> {
+        base_builder(env, name, opts)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| rt(name, "setting optimization level", e))
+    };
+    let load = |mut b: SessionBuilder| -> Result<ort::session::Session> {
+        b.commit_from_file(model_path)
+            .map_err(|e| rt(name, &format!("loading `{}`", model_path.display()), e))
+    };
+    let plain = || load(optimizing()?);
+    let Some(c) = cache else {
+        return plain();
+    };
+    // A cache that cannot be written (read-only folder, full disk) costs speed, not the
+    // session: build it without the cache then.
+    let written = std::fs::create_dir_all(&c.tmp_dir)
+        .map_err(|e| Error::io(&c.tmp_dir, e))
+        .and_then(|()| {
+            let mut b = optimizing()?
+                .with_optimized_model_path(c.tmp_dir.join(CACHE_MODEL))
+                .map_err(|e| rt(name, "setting optimized model path", e))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_file_name",
+                    CACHE_DATA,
+                )
+                .map_err(|e| rt(name, "setting optimized external data file", e))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes",
+                    "1024",
+                )
+                .map_err(|e| rt(name, "setting optimized external data threshold", e))?;
+            if opts.target == Target::Cpu {
+                // The weights as the CPU kernels pre-pack them go into the data file too;
+                // later creations map them from the page cache instead of allocating and
+                // faulting in fresh memory.
+                b = b
+                    .with_config_entry("session.save_external_prepacked_constant_initializers", "1")
+                    .map_err(|e| rt(name, "setting pre-packed weight saving", e))?;
             }
+            load(b)
+        });
+    match written {
+        Ok(session) => {
+            if c.tmp_dir.join(CACHE_MODEL).is_file() {
+                // Another process may have stored the same entry meanwhile: keep theirs.
+                if std::fs::rename(&c.tmp_dir, &c.dir).is_err() && !c.model.is_file() {
+                    tracing::warn!(component = name, cache = %c.dir.display(), "could not store optimized-model cache");
+                }
+            }
+            let _ = std::fs::remove_dir_all(&c.tmp_dir);
+            Ok(session)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&c.tmp_dir);
+            // A graph that cannot be loaded fails again here, with its own error and no
+            // word about the cache; only a cache that failed alone is worth a warning.
+            let session = plain()?;
+            tracing::warn!(component = name, cache = %c.dir.display(), error = %e,
+                "could not write the optimized-model cache; created the session without it");
+            Ok(session)
         }
     }
-    Ok(session)
 }
 
 /// One concrete dim of a graph's tensor: `None` = dynamic.
