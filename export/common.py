@@ -342,35 +342,15 @@ def rel_error(ref: np.ndarray, got: np.ndarray) -> float:
     return num / den if den > 0 else num
 
 
-def convert_fp16(model: onnx.ModelProto, min_elements: int = 1024) -> onnx.ModelProto:
-    """fp16 weights, fp32 inputs, outputs and arithmetic: every float32 initializer with
-    >= `min_elements` values (the weight matrices) is stored as float16 and upcast by a
-    Cast node in front of the graph. Halves the file; the error is the weights' rounding.
+def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph computing in float16 (export/fp16_graph.py, what `quantize_bundle.py
+    --precision fp16` runs): ONNX Runtime's converter with fp32 islands for norms, softmax,
+    positions and phases; float inputs and outputs stay float32 except the decoder's KV cache
+    (`past_*` / `present_*`), which becomes float16."""
+    import fp16_graph
 
-    (onnxconverter-common's fp16-compute conversion was tried first: its 1.16 release
-    crashes in its cast clean-up pass on these graphs, and without that pass it emits
-    mixed-type Add/Cast nodes inside the RMSNorms that onnxruntime rejects.)"""
-    from onnx import helper, numpy_helper
-
-    g = model.graph
-    inits, casts = [], []
-    for t in g.initializer:
-        n = int(np.prod(t.dims)) if len(t.dims) else 1
-        if t.data_type == onnx.TensorProto.FLOAT and n >= min_elements:
-            w = numpy_helper.to_array(t)
-            if np.all(np.abs(w) <= 65504.0):
-                h = numpy_helper.from_array(w.astype(np.float16), t.name + "__fp16")
-                inits.append(h)
-                casts.append(helper.make_node("Cast", [h.name], [t.name], to=onnx.TensorProto.FLOAT,
-                                              name=t.name + "__upcast"))
-                continue
-        inits.append(t)
-    del g.initializer[:]
-    g.initializer.extend(inits)
-    nodes = casts + list(g.node)
-    del g.node[:]
-    g.node.extend(nodes)
-    return model
+    keep_io = [n for n in fp16_graph.float_io(model) if not n.startswith(("past_", "present_"))]
+    return fp16_graph.convert(model, keep_io)[0]
 
 
 # --------------------------------------------------------------------------- context
@@ -489,6 +469,7 @@ class ExportContext:
     def _self_check(self, name, module, path, check_inputs, input_names, tol=FP32_TOLERANCE) -> float:
         sess = ort_session(path, self.threads)
         ort_inputs = [i.name for i in sess.get_inputs()]
+        ort_types = {i.name: i.type for i in sess.get_inputs()}
         worst = 0.0
         out_shapes = []
         for inp in check_inputs:
@@ -497,7 +478,9 @@ class ExportContext:
             for n, x in zip(input_names, inp):
                 if n in ort_inputs:  # inputs the exporter found unused are dropped
                     feed[n] = _to_numpy(x)
-            got = sess.run(None, feed)
+                    if ort_types[n] == "tensor(float16)":  # an fp16 graph's KV cache
+                        feed[n] = feed[n].astype(np.float16)
+            got = [g.astype(np.float32) if g.dtype == np.float16 else g for g in sess.run(None, feed)]
             out_shapes.append([tuple(int(n) for n in np.shape(r)) for r in ref])
             if len(got) != len(ref):
                 raise RuntimeError(f"{name}: onnxruntime returned {len(got)} outputs, torch {len(ref)}")

@@ -1,8 +1,14 @@
-"""Quantized `t3_decoder` and `flow_estimator` for a chatterbox-ort bundle (docs/BUNDLE.md).
+"""Quantized `t3_decoder` and `flow_estimator`, and fp16-compute graphs, for a chatterbox-ort
+bundle (docs/BUNDLE.md).
 
-    python export/quantize_bundle.py --bundle IN --out OUT --precision int8|int4
+    python export/quantize_bundle.py --bundle IN --out OUT --precision int8|int4|fp16
         [--components t3_decoder,flow_estimator=int8] [--flow-method nbits|dynamic]
         [--block-size 32] [--accuracy-level 4] [--keep-fp32 head,positions] [--tokens 100]
+
+`fp16` (`t3_decoder`, `flow_encoder`, `flow_estimator`, `hift`; all four by default): the graph
+computes in float16 with fp32 islands (fp16_graph.py), the decoder's KV cache is float16, the
+other inputs and outputs stay float32; checked against IN's fp32 graph per stage (`t3_error`,
+`flow_error`, `encoder_error`, `hift_error`). export/README.md, "fp16".
 
 Writes OUT, a complete bundle: every file of IN hard-linked (copied where a link is
 impossible) except the quantized components (`--components`, default `t3_decoder`; each
@@ -56,11 +62,14 @@ from torchless import file_entry, ort_session, sha256_file
 # exceed this many bytes keeps them in `<name>.onnx.data` (tensors >= 1 KiB).
 EXTERNAL_DATA_THRESHOLD = 8 * 1024 * 1024
 PRECISION_BITS = {"int8": 8, "int4": 4}
+PRECISIONS = ("int8", "int4", "fp16")
 DEFAULT_BLOCK_SIZE = 32
 DEFAULT_ACCURACY_LEVEL = 4
 KEEP_FP32 = frozenset({"head", "positions"})
-# What can be quantized, in the order they are written.
+# What can be quantized to int8 / int4, in the order they are written.
 COMPONENTS = ("t3_decoder", "flow_estimator")
+# What can be converted to fp16 compute (fp16_graph.py), and the default set of `--precision fp16`.
+FP16_COMPONENTS = ("t3_decoder", "flow_encoder", "flow_estimator", "hift")
 FLOW_METHODS = ("nbits", "dynamic")
 DEFAULT_FLOW_METHOD = "dynamic"
 DEFAULT_TOKENS = 100
@@ -371,12 +380,18 @@ def quantize_flow_nbits(model: onnx.ModelProto, bits: int, block_size: int,
     return model, nbits_info(model, bits, block_size, accuracy_level, quantized, total, fp32)
 
 
-def quantize_flow_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> tuple[onnx.ModelProto, dict]:
+def quantize_flow_dynamic(model: onnx.ModelProto, per_channel: bool = True,
+                          reduce_range: bool = True) -> tuple[onnx.ModelProto, dict]:
     """`flow_estimator` with dynamic int8 MatMuls (ONNX Runtime's `quantize_dynamic`,
     restricted to the MatMuls with a 2-D constant weight): the weight int8 symmetric
     (per tensor, or per output column with `per_channel`), the activation quantized to
     uint8 per tensor at run time (`DynamicQuantizeLinear` + `MatMulInteger`, which the
-    CPU provider fuses into `DynamicQuantizeMatMul`)."""
+    CPU provider fuses into `DynamicQuantizeMatMul`).
+
+    `reduce_range` (default): 7-bit weights (-64..63). On x86 CPUs without VNNI, ONNX
+    Runtime's u8 x s8 kernel adds pairs of products in int16 (`vpmaddubsw`), and
+    2 x 255 x 127 overflows it: measured on an AVX2-only EPYC, full 8-bit weights gave a tiny
+    mel error of 5.2e-2 against 8.5e-3 with VNNI; 7-bit weights cannot saturate."""
     import logging
     import tempfile
 
@@ -396,7 +411,8 @@ def quantize_flow_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> t
         logging.disable(logging.WARNING)
         try:
             quantize_dynamic(model, out, op_types_to_quantize=["MatMul"], nodes_to_quantize=names,
-                             per_channel=per_channel, weight_type=QuantType.QInt8, use_external_data_format=True)
+                             per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8,
+                             use_external_data_format=True)
         finally:
             logging.disable(logging.NOTSET)
         q = load_onnx(out)
@@ -404,6 +420,7 @@ def quantize_flow_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> t
         "method": "dynamic int8 (onnxruntime.quantization.quantize_dynamic): DynamicQuantizeLinear + MatMulInteger",
         "bits": 8,
         "per_channel": per_channel,
+        "reduce_range": reduce_range,
         "quantized_matmuls": sum(1 for n in q.graph.node if n.op_type == "MatMulInteger"),
         "fp32_weights": [],
         "quantized_fraction": round(quantized / total, 4) if total else 0.0,
@@ -420,8 +437,10 @@ class KvDecoder:
 
     def __init__(self, path: Path, spec: dict, batch: int, capacity: int, threads: int = 2):
         self.sess = ort_session(path, threads)
+        # the cache in the graph's own dtype (float16 in an fp16 decoder)
+        dtypes = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in self.sess.get_inputs()}
         self.kv = {i["name"]: np.zeros([batch] + [capacity if d == "capacity" else d for d in i["shape"][1:]],
-                                       np.float32)
+                                       dtypes[i["name"]])
                    for i in spec["inputs"] if i["name"].startswith(("past_key_", "past_value_"))}
         self.outputs = [o.name for o in self.sess.get_outputs()]
         self.past = 0
@@ -670,16 +689,18 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def vocode(bundle: Path, manifest: dict, mel: np.ndarray, seed: int, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """HiFT on `mel` [1, 80, frames] with seeded draws (the same for every mel of one
-    seed), and the log-mel of the wav by the bundle's own `s3gen_mel`: (wav, log-mel)."""
+def vocode(bundle: Path, manifest: dict, mel: np.ndarray, seed: int, threads: int = 2,
+           hift: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """HiFT (the bundle's, or the graph `hift`) on `mel` [1, 80, frames] with seeded draws
+    (the same for every mel of one seed), and the log-mel of the wav by the bundle's own
+    `s3gen_mel`: (wav, log-mel)."""
     s3 = manifest["config"]["s3gen"]
     rng = np.random.default_rng(seed + 1)
     h = s3["hift_harmonics"]
     phase = rng.uniform(-np.pi, np.pi, (1, h, 1)).astype(np.float32)
     phase[0, 0, 0] = 0.0
     noise = rng.standard_normal((1, h, mel.shape[2] * s3["samples_per_mel_frame"])).astype(np.float32)
-    wav = ort_session(bundle / "hift.onnx", threads).run(None, {"mel": mel.astype(np.float32), "phase_init": phase,
+    wav = ort_session(hift or bundle / "hift.onnx", threads).run(None, {"mel": mel.astype(np.float32), "phase_init": phase,
                                                                 "sine_noise": noise})[0]
     logmel = ort_session(bundle / "s3gen_mel.onnx", threads).run(None, {"wav": wav})[0]
     return wav, logmel
@@ -736,6 +757,110 @@ def flow_error(fp32_bundle: Path, quant_estimator: Path, tokens: int = DEFAULT_T
     """`quant_estimator` against `fp32_bundle`'s fp32 `flow_estimator` (`flow_reference_run`,
     then `flow_replay_error`)."""
     return flow_replay_error(flow_reference_run(fp32_bundle, tokens, seed, threads), quant_estimator, threads, log)
+
+
+# ----------------------------------------------------------------------------- fp16 checks
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+def encoder_error(fp32_bundle: Path, encoder: Path, tokens: int = DEFAULT_TOKENS, seed: int = CHECK_SEED,
+                  threads: int = 2, log=print) -> dict:
+    """`encoder` (a `flow_encoder` graph) against `fp32_bundle`'s on the engine's input for the
+    bundle's default voice: its prompt tokens then `tokens` and `tokens // 2` random speech
+    codes (seeded), and its x-vector. Relative L2 and largest absolute error of `mu`, relative
+    error of `spks`."""
+    manifest = json.loads((fp32_bundle / "manifest.json").read_text())
+    cfg = manifest["config"]
+    voice = read_safetensors(fp32_bundle / "voice.safetensors")
+    rng = np.random.default_rng(seed)
+    speech = rng.integers(0, cfg["speech"]["num_codes"], tokens)
+    ref_sess, sess = ort_session(fp32_bundle / "flow_encoder.onnx", threads), ort_session(encoder, threads)
+    rel, spks, worst, lengths = [], [], 0.0, []
+    for n in (tokens, max(1, tokens // 2)):
+        toks = np.concatenate([voice["gen.prompt_token"].reshape(-1), speech[:n]]).astype(np.int64)[None]
+        feeds = {"tokens": toks, "speaker_emb": voice["gen.embedding"].astype(np.float32)}
+        (mu32, s32), (mu16, s16) = ref_sess.run(None, feeds), sess.run(None, feeds)
+        rel.append(_rel(mu16, mu32))
+        spks.append(_rel(s16, s32))
+        worst = max(worst, _max_abs(mu16, mu32))
+        lengths.append({"tokens": int(toks.shape[1]), "frames": int(mu32.shape[2])})
+    res = {"max_rel_error": max(rel), "spks_rel_error": max(spks), "max_abs_error": worst, "lengths": lengths}
+    log(f"  flow_encoder vs fp32, {[x['tokens'] for x in lengths]} tokens: mu rel error {res['max_rel_error']:.3g} "
+        f"(max abs {worst:.3g}), spks {res['spks_rel_error']:.3g}")
+    return res
+
+
+def hift_error(ref: dict, hift: Path, threads: int = 2, log=print) -> dict:
+    """`hift` against the fp32 bundle's HiFT on the mel of `flow_reference_run` (whole, and its
+    first half), with the same draws: relative L2 and largest absolute error of the wav, mean
+    absolute difference of its log-mel."""
+    mel = ref["mel"]
+    rel, worst, l1, lengths = [], 0.0, [], []
+    for frames in (mel.shape[2], max(1, mel.shape[2] // 2)):
+        m = np.ascontiguousarray(mel[:, :, :frames])
+        w32, lm32 = vocode(ref["bundle"], ref["manifest"], m, ref["seed"], threads)
+        w16, lm16 = vocode(ref["bundle"], ref["manifest"], m, ref["seed"], threads, hift=hift)
+        rel.append(_rel(w16, w32))
+        worst = max(worst, _max_abs(w16, w32))
+        l1.append(float(np.abs(lm16.astype(np.float64) - lm32).mean()))
+        lengths.append({"frames": int(frames), "samples": int(w32.shape[1])})
+    res = {"max_rel_error": max(rel), "max_abs_error": worst, "log_mel_l1": max(l1), "lengths": lengths}
+    log(f"  hift vs fp32, {[x['frames'] for x in lengths]} mel frames: wav rel error {res['max_rel_error']:.3g} "
+        f"(max abs {worst:.3g}), log-mel L1 {res['log_mel_l1']:.3g}")
+    return res
+
+
+def _fp16_component(name: str, src: Path, out: Path, manifest: dict, tokens: int, log) -> None:
+    """Writes OUT's fp16-compute `name` graph (fp16_graph.convert), checks it against SRC's
+    fp32 one and updates its manifest entry (files, precision, dtypes, fp16, self_check)."""
+    import onnxruntime
+
+    import fp16_graph
+
+    spec = manifest["components"][name]
+    model = load_onnx(src / f"{name}.onnx")
+    # float inputs and outputs stay float32 at the graph's edge, except the decoder's KV
+    # cache, which lives in float16 (bound in place; a cast would copy it every step)
+    keep_io = [n for n in fp16_graph.float_io(model) if not n.startswith(("past_", "present_"))]
+    log(f"converting {src / (name + '.onnx')} to fp16 compute")
+    model, info = fp16_graph.convert(model, keep_io)
+    dtypes = fp16_graph.tensor_dtypes(model)
+    files = save_onnx(model, out / f"{name}.onnx")
+    del model
+    info["float32_io"] = keep_io
+    info["onnxruntime"] = onnxruntime.__version__
+    info["fp32_sha256"] = spec["files"][0]["sha256"]
+    fp32_mb = sum(f["bytes"] for f in spec["files"]) / 1e6
+    prev = spec["self_check"]["max_rel_error"]
+    path = out / f"{name}.onnx"
+    if name == "t3_decoder":
+        err = t3_error(src, path, tokens, log=log)
+        check = {k: err[k] for k in ("max_rel_error", "median_rel_error", "kl_mean", "kl_max", "argmax_agreement")}
+        if "alignment_max_rel_error" in err:
+            check["alignment_max_rel_error"] = err["alignment_max_rel_error"]
+        check["lengths"] = [{"batch": err["batch"], "seq": err["prefill"], "past": 0},
+                            {"batch": err["batch"], "seq": 1, "past": err["prefill"], "steps": err["tokens"]}]
+    elif name == "flow_estimator":
+        err = flow_error(src, path, tokens, log=log)
+        check = {k: err[k] for k in ("max_rel_error", "median_rel_error", "mel_rel_error", "wav_rel_error",
+                                     "log_mel_l1", "tokens", "prompt_frames")}
+        check["mel_max_abs_error"] = err["mel_max_abs_error"]
+        check["lengths"] = [{"batch": err["batch"], "frames": err["frames"], "t": t} for t in err["t"]]
+    elif name == "flow_encoder":
+        check = encoder_error(src, path, tokens, log=log)
+    else:
+        check = hift_error(flow_reference_run(src, tokens), path, log=log)
+    check["max_rel_error_fp32"] = prev
+    for t in spec["inputs"] + spec["outputs"]:
+        t["dtype"] = dtypes[t["name"]]
+    spec["files"] = [file_entry(f, out) for f in files]
+    spec["precision"] = "fp16"
+    spec["fp16"] = info
+    spec["self_check"] = check
+    log(f"{name}: {sum(f['bytes'] for f in spec['files']) / 1e6:.2f} MB fp16 (fp32 {fp32_mb:.2f} MB)")
 
 
 # ----------------------------------------------------------------------------- bundle
@@ -812,12 +937,13 @@ def quantize_bundle(src: Path, out: Path, precisions: dict, block_size: int = DE
     (name -> "int8" / "int4", names from COMPONENTS) quantized; returns its manifest."""
     manifest = json.loads((src / "manifest.json").read_text())
     for name, precision in precisions.items():
-        if name not in COMPONENTS:
-            raise QuantizeError(f"cannot quantize {name}; choose from {', '.join(COMPONENTS)}")
+        allowed = FP16_COMPONENTS if precision == "fp16" else COMPONENTS
+        if name not in allowed:
+            raise QuantizeError(f"cannot convert {name} to {precision}; choose from {', '.join(allowed)}")
         have = manifest["components"][name]["precision"]
         if have != "fp32":
             raise QuantizeError(f"{src}: {name} is {have}; quantize an fp32 {name}")
-        if name == "flow_estimator" and flow_method == "dynamic" and precision != "int8":
+        if name == "flow_estimator" and flow_method == "dynamic" and precision == "int4":
             raise QuantizeError(f"flow_estimator={precision}: --flow-method dynamic is int8 only (int4: --flow-method nbits)")
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise QuantizeError("--out must be outside --bundle")
@@ -833,11 +959,15 @@ def quantize_bundle(src: Path, out: Path, precisions: dict, block_size: int = DE
             if p.is_file() and rel not in rewritten and rel != "manifest.json":
                 link_or_copy(p, out / rel)
         suffix = ""
-        for name in COMPONENTS:  # a fixed order: "-int8", "-flow-int8", "-int4-flow-int8"
-            if name in precisions:
+        for name in COMPONENTS:  # a fixed order: "-int8", "-flow-int8", "-int4-flow-int8", then "-fp16"
+            if precisions.get(name, "fp16") != "fp16":
                 suffix += f"-{precisions[name]}" if name == "t3_decoder" else f"-flow-{precisions[name]}"
-        for name in COMPONENTS:
-            if name in precisions:
+        if "fp16" in precisions.values():
+            suffix += "-fp16"
+        for name in FP16_COMPONENTS:
+            if precisions.get(name) == "fp16":
+                _fp16_component(name, src, out, manifest, tokens, log)
+            elif name in precisions:
                 _quantize_component(name, src, out, manifest, precisions[name], block_size, accuracy_level,
                                     keep_fp32, tokens, flow_method, per_channel, log)
         manifest["model"]["id"] = f"{manifest['model']['id']}{suffix}"
@@ -858,12 +988,14 @@ def parse_components(text: str, precision: str | None) -> dict:
             continue
         name, _, p = item.partition("=")
         p = p or precision
-        if name not in COMPONENTS:
-            raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
+        if name not in FP16_COMPONENTS:
+            raise ValueError(f"unknown component {name!r}; choose from {', '.join(FP16_COMPONENTS)}")
         if p is None:
             raise ValueError(f"{name}: no precision (give --precision or {name}=int8)")
-        if p not in PRECISION_BITS:
-            raise ValueError(f"{name}: precision {p!r}; choose from {', '.join(sorted(PRECISION_BITS))}")
+        if p not in PRECISIONS:
+            raise ValueError(f"{name}: precision {p!r}; choose from {', '.join(PRECISIONS)}")
+        if p != "fp16" and name not in COMPONENTS:
+            raise ValueError(f"{name}: only fp16 (int8 / int4: {', '.join(COMPONENTS)})")
         if name in out:
             raise ValueError(f"{name} given twice")
         out[name] = p
@@ -873,15 +1005,18 @@ def parse_components(text: str, precision: str | None) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Quantized t3_decoder (weight-only int8 / int4, MatMulNBits) and "
+    p = argparse.ArgumentParser(description="fp16-compute graphs, quantized t3_decoder (weight-only int8 / int4, "
+                                            "MatMulNBits) and "
                                             "flow_estimator (int8) for a bundle")
     p.add_argument("--bundle", type=Path, required=True, help="an fp32 bundle")
     p.add_argument("--out", type=Path, required=True, help="the quantized bundle to write")
-    p.add_argument("--precision", choices=sorted(PRECISION_BITS),
-                   help="precision of the --components given without one")
-    p.add_argument("--components", default="t3_decoder", metavar="LIST",
-                   help="comma-separated components to quantize, each NAME or NAME=PRECISION: "
-                        f"{', '.join(COMPONENTS)} (default t3_decoder)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="precision of the --components given without one (fp16: compute in float16, "
+                        "fp32 islands for norms, softmax, positions and phases)")
+    p.add_argument("--components", metavar="LIST",
+                   help="comma-separated components to convert, each NAME or NAME=PRECISION: "
+                        f"{', '.join(COMPONENTS)} (int8 / int4), {', '.join(FP16_COMPONENTS)} (fp16) "
+                        f"(default t3_decoder; with --precision fp16 {','.join(FP16_COMPONENTS)})")
     p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
                    help=f"values per scale along K, a power of 2 >= 16 (default {DEFAULT_BLOCK_SIZE})")
     p.add_argument("--accuracy-level", type=int, choices=[0, 1, 2, 3, 4], default=DEFAULT_ACCURACY_LEVEL,
@@ -908,6 +1043,8 @@ def parse_args(argv=None):
     args.keep_fp32 = frozenset(x for x in args.keep_fp32.split(",") if x)
     if not args.keep_fp32 <= KEEP_FP32:
         p.error(f"--keep-fp32: unknown {sorted(args.keep_fp32 - KEEP_FP32)}; choose from {sorted(KEEP_FP32)}")
+    if args.components is None:
+        args.components = ",".join(FP16_COMPONENTS) if args.precision == "fp16" else "t3_decoder"
     try:
         args.components = parse_components(args.components, args.precision)
     except ValueError as e:

@@ -204,11 +204,21 @@ GOLDEN_TOLERANCE = 1e-3
 
 
 def t3_golden_tolerance(manifest: dict) -> float:
-    """Tolerance of the teacher-forced logits: GOLDEN_TOLERANCE for an fp32 or fp16
-    `t3_decoder`; for an int8 / int4 one (export/quantize_bundle.py) that plus twice
-    the error against the fp32 graph recorded in its self_check (other inputs)."""
+    """Tolerance of the teacher-forced logits: GOLDEN_TOLERANCE for an fp32 (or fp16-weight)
+    `t3_decoder`; for an int8 / int4 or fp16-compute one (export/quantize_bundle.py) that plus
+    twice the error against the fp32 graph recorded in its self_check (other inputs)."""
     c = manifest["components"]["t3_decoder"]
-    if c["precision"] in ("int8", "int4"):
+    if c["precision"] in ("int8", "int4") or "fp16" in c:
+        return GOLDEN_TOLERANCE + 2 * c["self_check"]["max_rel_error"]
+    return GOLDEN_TOLERANCE
+
+
+def fp16_golden_tolerance(manifest: dict, name: str) -> float:
+    """GOLDEN_TOLERANCE, plus for an fp16 `name` twice the error recorded in its self_check
+    (against the fp32 graph, quantize_bundle.py --precision fp16, or against torch,
+    export_bundle.py --precision fp16)."""
+    c = manifest["components"][name]
+    if c["precision"] == "fp16":
         return GOLDEN_TOLERANCE + 2 * c["self_check"]["max_rel_error"]
     return GOLDEN_TOLERANCE
 
@@ -222,7 +232,7 @@ def flow_golden_tolerance(manifest: dict) -> float:
     that plus twice the mel error against the fp32 graph recorded in its self_check
     (other inputs)."""
     c = manifest["components"]["flow_estimator"]
-    if c["precision"] in ("int8", "int4"):
+    if c["precision"] in ("int8", "int4") or "fp16" in c:
         return FLOW_GOLDEN_TOLERANCE + 2 * c["self_check"]["mel_rel_error"]
     return FLOW_GOLDEN_TOLERANCE
 
@@ -384,7 +394,7 @@ def check_goldens_turbo(bundle: Path, manifest: dict, g: dict, facts: dict, run,
     if not np.all(g["flow_tokens"][0, -cfg["speech"]["silence_tokens"]:] == sil):
         errors.append("flow_tokens do not end with the silence tokens")
     mu, spks = run("flow_encoder", tokens=toks, speaker_emb=g["xvector"])
-    compare("flow_encoder vs flow_mu", g["flow_mu"], mu)
+    compare("flow_encoder vs flow_mu", g["flow_mu"], mu, tol=fp16_golden_tolerance(manifest, "flow_encoder"))
     frames = mu.shape[2]
     n_prompt = g["prompt_mel"].shape[1]
     condm = np.zeros((1, 80, frames), f32)
@@ -400,7 +410,7 @@ def check_goldens_turbo(bundle: Path, manifest: dict, g: dict, facts: dict, run,
     compare("meanflow Euler loop (flow_estimator) vs flow_mel", g["flow_mel"], xcur[:, :, n_prompt:],
             tol=flow_golden_tolerance(manifest))
     wav = run("hift", mel=g["flow_mel"], phase_init=g["hift_phase_init"], sine_noise=g["hift_sine_noise"])[0]
-    compare("hift(flow_mel) vs hift_wav", g["hift_wav"], wav)
+    compare("hift(flow_mel) vs hift_wav", g["hift_wav"], wav, tol=fp16_golden_tolerance(manifest, "hift"))
     compare("perth(wm_input_32k) vs wm_output_32k", g["wm_output_32k"], run("perth", wav=g["wm_input_32k"])[0])
     return errors
 
@@ -545,7 +555,10 @@ def check_goldens(bundle: Path, manifest: dict) -> list[str]:
     def run(name, **feed):
         if name not in sess:
             sess[name] = ort_session(bundle / f"{name}.onnx")
-        return sess[name].run(None, feed)
+        # an fp16 decoder's KV cache is float16; its outputs are read as float32
+        half = {i.name for i in sess[name].get_inputs() if i.type == "tensor(float16)"}
+        feed = {k: v.astype(np.float16) if k in half else v for k, v in feed.items()}
+        return [o.astype(np.float32) if o.dtype == np.float16 else o for o in sess[name].run(None, feed)]
 
     errors = []
 
@@ -618,7 +631,7 @@ def check_goldens(bundle: Path, manifest: dict) -> list[str]:
     if "flow_tokens" in g:
         toks = np.concatenate([g["s3gen_prompt_tokens"], g["flow_tokens"]], 1)
         mu, spks = run("flow_encoder", tokens=toks, speaker_emb=g["xvector"])
-        compare("flow_encoder vs flow_mu", g["flow_mu"], mu)
+        compare("flow_encoder vs flow_mu", g["flow_mu"], mu, tol=fp16_golden_tolerance(manifest, "flow_encoder"))
         steps = int(gen["flow_steps"])
         rate = f32(gen["flow_cfg_rate"])
         frames = mu.shape[2]
@@ -637,7 +650,7 @@ def check_goldens(bundle: Path, manifest: dict) -> list[str]:
         compare("Euler loop (flow_estimator) vs flow_mel", g["flow_mel"], xcur[:, :, n_prompt:],
                 tol=flow_golden_tolerance(manifest))
         wav = run("hift", mel=g["flow_mel"], phase_init=g["hift_phase_init"], sine_noise=g["hift_sine_noise"])[0]
-        compare("hift(flow_mel) vs hift_wav", g["hift_wav"], wav)
+        compare("hift(flow_mel) vs hift_wav", g["hift_wav"], wav, tol=fp16_golden_tolerance(manifest, "hift"))
         compare("perth(wm_input_32k) vs wm_output_32k", g["wm_output_32k"], run("perth", wav=g["wm_input_32k"])[0])
     return errors
 
@@ -682,9 +695,9 @@ def same_outputs(a: Path, b: Path) -> tuple[bool, str]:
 def reproduce(bundle: Path, manifest: dict) -> list[str]:
     import export_bundle
 
-    quantized = [n for n, c in manifest["components"].items() if c["precision"] in ("int8", "int4")]
+    quantized = [n for n, c in manifest["components"].items() if c["precision"] in ("int8", "int4") or "fp16" in c]
     if quantized:
-        return [f"--reproduce: {', '.join(quantized)} quantized by export/quantize_bundle.py; reproduce the fp32 "
+        return [f"--reproduce: {', '.join(quantized)} converted by export/quantize_bundle.py; reproduce the fp32 "
                 "bundle it was made from (quantization.fp32_sha256) and quantize that again"]
     m = manifest["model"]
     argv = ["--config", m["config"], "--out", None]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::policy::{plan, Plan, Policy, ResidencyOptions};
 use super::stats::{ComponentStats, StageStats, Stats};
 use super::{Component, Stage};
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, DType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{
     CudaOptions, ModelBytes, Outputs, Provider, Session, SessionOptions, StateTensor, Target, Value,
@@ -251,17 +251,24 @@ impl Host {
     }
 
     /// An f32 tensor of `shape`, contents unspecified, in the memory component `c` runs in:
-    /// state for [`Host::run_in_place`]. On the CPU no session is needed; for CUDA the
-    /// session's device allocator is used (the session is created if needed).
+    /// state for [`Host::run_in_place`] (see [`Host::alloc`]).
     pub fn alloc_f32(&self, c: Component, shape: &[usize]) -> Result<Value> {
+        self.alloc(c, DType::Float32, shape)
+    }
+
+    /// A tensor of element type `dtype` and `shape`, contents unspecified, in the memory
+    /// component `c` runs in: state for [`Host::run_in_place`]. On the CPU no session is
+    /// needed; for CUDA the session's device allocator is used (the session is created if
+    /// needed).
+    pub fn alloc(&self, c: Component, dtype: DType, shape: &[usize]) -> Result<Value> {
         let on_cpu = {
             let policy = lock(&self.inner.state).plan.policy(c);
             matches!(self.inner.options_for(policy).target, Target::Cpu)
         };
         if on_cpu {
-            return Value::alloc_f32(shape);
+            return Value::alloc(dtype, shape);
         }
-        self.with_session(c, |s| s.alloc_f32(shape))
+        self.with_session(c, |s| s.alloc(dtype, shape))
     }
 
     /// Calls `f` with component `c`'s session (created if needed), holding it for the call.

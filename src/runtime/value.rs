@@ -43,8 +43,14 @@ impl Value {
     /// [`Session::run_in_place`](super::Session::run_in_place); write it (with
     /// [`Value::f32_slice_mut`]) before reading it.
     pub fn alloc_f32(shape: &[usize]) -> Result<Value> {
+        Value::alloc(DType::Float32, shape)
+    }
+
+    /// A tensor of element type `dtype` and `shape` in CPU memory, as [`Value::alloc_f32`]
+    /// (e.g. an fp16 graph's KV cache); write it (with [`Value::bytes_mut`]) before reading it.
+    pub fn alloc(dtype: DType, shape: &[usize]) -> Result<Value> {
         super::environment()?;
-        alloc_uninit(&Allocator::default(), TensorElementType::Float32, shape)
+        alloc_uninit(&Allocator::default(), ort_type(dtype), shape)
     }
 
     /// An i64 tensor of `shape` from row-major `data`.
@@ -162,6 +168,58 @@ impl Value {
             Err(e) => Err(Error::runtime(format!(
                 "writing a {ty} tensor {shape:?} as f32: {e}"
             ))),
+        }
+    }
+
+    /// The raw data of a tensor in CPU memory, row-major, native byte order, whatever its
+    /// element type (`byte_len` bytes).
+    pub fn bytes(&self) -> Result<&[u8]> {
+        let len = self.checked_byte_len()?;
+        let t = self
+            .inner
+            .view()
+            .downcast::<DynTensorValueType>()
+            .map_err(|e| self.access_error("reading", e))?;
+        if !t.memory_info().is_cpu_accessible() {
+            return Err(self.access_error("reading", "the data is not in CPU memory"));
+        }
+        let ptr = t.data_ptr().cast::<u8>();
+        if len == 0 {
+            return Ok(&[]);
+        }
+        // SAFETY: a CPU tensor of `len` data bytes (element size x element count), alive and
+        // not written while `self` is borrowed.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+    }
+
+    /// The raw data of a tensor in CPU memory, for writing (see [`Value::bytes`]).
+    pub fn bytes_mut(&mut self) -> Result<&mut [u8]> {
+        let len = self.checked_byte_len()?;
+        let (ty, shape) = (self.dtype_name(), self.shape());
+        let on_cpu = self.is_on_host();
+        if !on_cpu {
+            return Err(Error::runtime(format!(
+                "writing a {ty} tensor {shape:?}: the data is not in CPU memory"
+            )));
+        }
+        let t = self
+            .inner
+            .view()
+            .downcast::<DynTensorValueType>()
+            .map_err(|e| Error::runtime(format!("writing a {ty} tensor {shape:?}: {e}")))?;
+        // ONNX Runtime's GetTensorMutableData: writable, and `self` is borrowed mutably.
+        let ptr = t.data_ptr().cast::<u8>().cast_mut();
+        if len == 0 {
+            return Ok(&mut []);
+        }
+        // SAFETY: as `bytes`, borrowed mutably through `self`.
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+    }
+
+    fn checked_byte_len(&self) -> Result<usize> {
+        match self.dtype() {
+            Some(d) => Ok(self.len() * d.size()),
+            None => Err(self.access_error("reading the bytes of", "unsupported element type")),
         }
     }
 
@@ -308,6 +366,17 @@ fn check_len(shape: &[usize], len: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The ONNX Runtime element type of a bundle dtype.
+pub(crate) fn ort_type(dtype: DType) -> TensorElementType {
+    match dtype {
+        DType::Float32 => TensorElementType::Float32,
+        DType::Float16 => TensorElementType::Float16,
+        DType::Int64 => TensorElementType::Int64,
+        DType::Int32 => TensorElementType::Int32,
+        DType::Bool => TensorElementType::Bool,
+    }
 }
 
 pub(crate) fn dtype_from_ort(ty: TensorElementType) -> Option<DType> {

@@ -6,6 +6,7 @@
 //! graph reads positions `0..past_len` and writes the new ones `past_len..past_len + seq` into
 //! the same buffer, so a step copies nothing and its cost does not grow with a cache copy.
 
+use crate::bundle::DType;
 use crate::error::{Error, Result};
 use crate::residency::{Component, Host};
 use crate::runtime::{StateTensor, Value};
@@ -22,6 +23,9 @@ pub struct KvDecoder<'h> {
     dims: T3Dims,
     batch: usize,
     capacity: usize,
+    /// Element type of the cache: what the manifest declares for `past_*` (float16 in an
+    /// fp16-compute decoder, float32 otherwise).
+    dtype: DType,
     /// `past_key_0`/`present_key_0`, `past_value_0`/`present_value_0`, ... each
     /// `[B, H, capacity, hd]`.
     state: Vec<StateTensor>,
@@ -45,6 +49,7 @@ impl<'h> KvDecoder<'h> {
         capacity: usize,
     ) -> Result<KvDecoder<'h>> {
         check_contract(host)?;
+        let dtype = cache_dtype(host, dims)?;
         if batch == 0 || capacity == 0 {
             return Err(Error::internal(format!(
                 "T3 KV cache of batch {batch} and capacity {capacity}"
@@ -57,7 +62,7 @@ impl<'h> KvDecoder<'h> {
                 state.push(StateTensor {
                     input: format!("past_{kind}_{i}"),
                     output: format!("present_{kind}_{i}"),
-                    value: host.alloc_f32(Component::T3Decoder, &shape)?,
+                    value: host.alloc(Component::T3Decoder, dtype, &shape)?,
                 });
             }
         }
@@ -71,6 +76,7 @@ impl<'h> KvDecoder<'h> {
             dims: dims.clone(),
             batch,
             capacity,
+            dtype,
             state,
             past_len: 0,
             has_alignment,
@@ -96,6 +102,13 @@ impl<'h> KvDecoder<'h> {
             ));
         }
         let mut dec = KvDecoder::new(host, dims, prefix.batch, capacity)?;
+        if prefix.dtype != dec.dtype {
+            return Err(Error::internal(format!(
+                "a {} KV prefix for a {} cache",
+                prefix.dtype.name(),
+                dec.dtype.name()
+            )));
+        }
         if prefix.tensors.len() != dec.state.len() {
             return Err(Error::internal(format!(
                 "{} cached KV tensors, the decoder has {}",
@@ -106,10 +119,10 @@ impl<'h> KvDecoder<'h> {
         let layout = dec.layout(prefix.rows);
         for (s, rows) in dec.state.iter_mut().zip(&prefix.tensors) {
             if s.value.is_on_host() {
-                layout.scatter(s.value.f32_slice_mut()?, rows)?;
+                layout.scatter(s.value.bytes_mut()?, rows)?;
             } else {
-                let mut staging = Value::alloc_f32(&s.value.shape())?;
-                layout.scatter(staging.f32_slice_mut()?, rows)?;
+                let mut staging = Value::alloc(dec.dtype, &s.value.shape())?;
+                layout.scatter(staging.bytes_mut()?, rows)?;
                 s.value.copy_from(&staging)?;
             }
         }
@@ -123,17 +136,23 @@ impl<'h> KvDecoder<'h> {
         let mut tensors = Vec::with_capacity(self.state.len());
         for s in &self.state {
             let rows = if s.value.is_on_host() {
-                layout.gather(s.value.f32_slice()?)?
+                layout.gather(s.value.bytes()?)?
             } else {
-                layout.gather(s.value.to_host()?.f32_slice()?)?
+                layout.gather(s.value.to_host()?.bytes()?)?
             };
             tensors.push(rows);
         }
         Ok(KvPrefix {
             batch: self.batch,
             rows: self.past_len,
+            dtype: self.dtype,
             tensors,
         })
+    }
+
+    /// Element type of the KV cache (the manifest's dtype of `past_key_0`).
+    pub fn cache_dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Positions already in the cache.
@@ -156,12 +175,13 @@ impl<'h> KvDecoder<'h> {
         }
     }
 
+    /// The layout of the cache in bytes (a position of a slab is `head_dim` elements).
     fn layout(&self, rows: usize) -> SlabLayout {
         SlabLayout {
             slabs: self.batch * self.dims.kv_heads,
             capacity: self.capacity,
             rows,
-            head_dim: self.dims.head_dim,
+            head_dim: self.dims.head_dim * self.dtype.size(),
         }
     }
 
@@ -222,14 +242,15 @@ impl<'h> KvDecoder<'h> {
     }
 }
 
-/// The first `rows` positions of a KV cache, compact: one `[B, H, rows, hd]` vector per
-/// cache tensor (`key_0, value_0, key_1, ...`). Starts other decoders from a shared prefix
-/// ([`KvDecoder::from_prefix`]).
+/// The first `rows` positions of a KV cache, compact: one `[B, H, rows, hd]` array per
+/// cache tensor (`key_0, value_0, key_1, ...`), the bytes of the cache's element type.
+/// Starts other decoders from a shared prefix ([`KvDecoder::from_prefix`]).
 #[derive(Debug, Clone)]
 pub struct KvPrefix {
     batch: usize,
     rows: usize,
-    tensors: Vec<Vec<f32>>,
+    dtype: DType,
+    tensors: Vec<Vec<u8>>,
 }
 
 impl KvPrefix {
@@ -261,6 +282,50 @@ fn check_step(past_len: usize, seq: usize, capacity: usize, batch: usize) -> Res
     Ok(())
 }
 
+/// The element type of the decoder's KV cache: the manifest's dtype of every `past_*` input
+/// and `present_*` output, float32 or float16, the same for all (else `ModelMismatch`
+/// naming the tensor).
+fn cache_dtype(host: &Host, dims: &T3Dims) -> Result<DType> {
+    let spec = host.bundle().component(Component::T3Decoder.name())?;
+    let mut dtype = None;
+    for i in 0..dims.layers {
+        for kind in ["key", "value"] {
+            for name in [format!("past_{kind}_{i}"), format!("present_{kind}_{i}")] {
+                let t = spec
+                    .input(&name)
+                    .or_else(|| spec.output(&name))
+                    .ok_or_else(|| {
+                        Error::model_mismatch("t3_decoder", format!("no KV-cache tensor `{name}`"))
+                    })?;
+                if !matches!(t.dtype, DType::Float32 | DType::Float16) {
+                    return Err(Error::model_mismatch(
+                        "t3_decoder",
+                        format!(
+                            "KV-cache tensor `{name}` is {}; expected float32 or float16",
+                            t.dtype.name()
+                        ),
+                    ));
+                }
+                match dtype {
+                    None => dtype = Some(t.dtype),
+                    Some(d) if d != t.dtype => {
+                        return Err(Error::model_mismatch(
+                            "t3_decoder",
+                            format!(
+                                "KV-cache tensor `{name}` is {}, `past_key_0` is {}: the cache has one element type",
+                                t.dtype.name(),
+                                d.name()
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    dtype.ok_or_else(|| Error::model_mismatch("t3_decoder", "no KV-cache tensors"))
+}
+
 /// Errors unless the bundle's `t3_decoder` takes `past_len` (the in-place KV cache).
 fn check_contract(host: &Host) -> Result<()> {
     let spec = host.bundle().component(Component::T3Decoder.name())?;
@@ -275,7 +340,7 @@ fn check_contract(host: &Host) -> Result<()> {
 }
 
 /// Where positions live in a cache tensor `[slabs, capacity, hd]` (`slabs = B * H`) and in
-/// its compact prefix `[slabs, rows, hd]`.
+/// its compact prefix `[slabs, rows, hd]`, in units of `T` (`head_dim` units per position).
 #[derive(Debug, Clone, Copy)]
 struct SlabLayout {
     slabs: usize,
@@ -304,7 +369,7 @@ impl SlabLayout {
     }
 
     /// Positions `0..rows` of every slab of `buf`, compact.
-    fn gather(&self, buf: &[f32]) -> Result<Vec<f32>> {
+    fn gather<T: Copy>(&self, buf: &[T]) -> Result<Vec<T>> {
         let n = self.rows * self.head_dim;
         self.check(buf.len(), self.slabs * n)?;
         let mut out = Vec::with_capacity(self.slabs * n);
@@ -316,7 +381,7 @@ impl SlabLayout {
 
     /// Writes the compact `rows` into positions `0..rows` of every slab of `buf` (the
     /// other positions are left as they are).
-    fn scatter(&self, buf: &mut [f32], rows: &[f32]) -> Result<()> {
+    fn scatter<T: Copy>(&self, buf: &mut [T], rows: &[T]) -> Result<()> {
         let n = self.rows * self.head_dim;
         self.check(buf.len(), rows.len())?;
         if n == 0 {

@@ -345,6 +345,25 @@ pub fn turbo_tf_logits(e: &Engine, g: &Goldens) -> Vec<f32> {
     got
 }
 
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A committed folder of converted graphs, `onnx/tiny-quant/NAME` (e.g. `turbo-fp16`).
+pub fn tiny_quant_dir(name: &str) -> PathBuf {
+    repo_root().join("onnx/tiny-quant").join(name)
+}
+
+/// The fp32 tiny bundle of a family (`original` or `turbo`).
+pub fn family_bundle_dir(family: &str) -> PathBuf {
+    if family == "turbo" {
+        turbo_bundle_dir()
+    } else {
+        bundle_dir()
+    }
+}
+
 /// A quantized bundle in a scratch folder named `name`: every file of the fp32 tiny bundle
 /// `base` (goldens left out), then `files` of the committed quantized artifacts `committed`
 /// over them (the layout of `onnx/tiny-quant/*`).
