@@ -210,6 +210,93 @@ class FlowEncoderGraph(torch.nn.Module):
 # --------------------------------------------------------------------------- flow_estimator
 
 
+class MultiHeadAttention(torch.autograd.Function):
+    """softmax(q k^T * scale + key padding bias) v as one ONNX Runtime
+    `com.microsoft::MultiHeadAttention` node.
+
+    q/k/v [B, T, heads*hd]; key_mask [B, T] int32 (1: attend, 0: padding). The torch side is
+    AttnProcessor2_0's arithmetic as it is (views, `scaled_dot_product_attention` with the
+    additive bias `mask_to_bias` makes: (1 - mask) * mask_value), so exporting through this
+    function leaves the reference's outputs unchanged. In ONNX Runtime the scores, the bias,
+    the softmax and the weighted sum of one (batch, head) are computed together (the CPU kernel
+    works head by head in cache-sized pieces), instead of separate MatMul / Add / Softmax /
+    MatMul / Transpose nodes each passing a [B, heads, T, T] tensor through memory."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, key_mask, num_heads: int, scale: float, mask_value: float):
+        b, t, d = q.shape
+        hd = d // num_heads
+        qq, kk, vv = (x.view(b, -1, num_heads, hd).transpose(1, 2) for x in (q, k, v))
+        bias = ((1.0 - key_mask.to(q.dtype)) * mask_value)[:, None, None, :]
+        out = F.scaled_dot_product_attention(qq, kk, vv, attn_mask=bias, dropout_p=0.0, scale=scale)
+        return out.transpose(1, 2).reshape(b, -1, d).to(q.dtype)
+
+    @staticmethod
+    def symbolic(g, q, k, v, key_mask, num_heads, scale, mask_value):
+        absent = g.op("prim::Constant")  # the optional packed q/k/v bias input: none
+        absent.setType(torch._C.NoneType.get())
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, absent, key_mask, num_heads_i=num_heads,
+                   scale_f=scale, mask_filter_value_f=mask_value)
+        out.setType(q.type())
+        return out
+
+
+# `mask_to_bias` (s3gen/decoder.py): the bias of a padded position.
+MASK_BIAS = -1.0e10
+
+
+class FusedAttentionProcessor:
+    """A diffusers `Attention` processor for export: AttnProcessor2_0 with the attention itself
+    as `MultiHeadAttention` above. It covers what the S3Gen decoders use (self-attention over
+    [B, T, C], the key padding bias [B, 1, T] of `mask_to_bias`, no group/spatial norm, no
+    residual inside the attention); anything else goes to the stock processor unchanged."""
+
+    def __init__(self, stock):
+        self.stock = stock
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        covered = (
+            encoder_hidden_states is None and attention_mask is not None and attention_mask.dim() == 3
+            and attention_mask.shape[1] == 1 and hidden_states.dim() == 3 and attn.spatial_norm is None
+            and attn.group_norm is None and not attn.residual_connection and attn.rescale_output_factor == 1.0
+            and not args and not kwargs
+        )
+        if not covered:
+            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        q = attn.to_q(hidden_states)
+        k = attn.to_k(hidden_states)
+        v = attn.to_v(hidden_states)
+        head_dim = k.shape[-1] // attn.heads
+        # The bias is 0 (attend) or MASK_BIAS (padding); the kernel takes the 0/1 mask and adds
+        # MASK_BIAS itself. AttnProcessor2_0 calls sdpa with its default scale, 1/sqrt(hd).
+        key_mask = (attention_mask[:, 0, :] == 0).to(torch.int32)
+        out = MultiHeadAttention.apply(q, k, v, key_mask, int(attn.heads), float(head_dim) ** -0.5, MASK_BIAS)
+        out = attn.to_out[0](out)
+        return attn.to_out[1](out)
+
+
+class fused_attention:
+    """Context manager: every diffusers `Attention` under `module` uses FusedAttentionProcessor
+    while it is active (the export), its own processor again afterwards."""
+
+    def __init__(self, module):
+        from diffusers.models.attention_processor import Attention
+
+        self.attns = [m for m in module.modules() if isinstance(m, Attention)]
+
+    def __enter__(self):
+        self.saved = [a.processor for a in self.attns]
+        for a, p in zip(self.attns, self.saved):
+            a.set_processor(FusedAttentionProcessor(p))
+        return self
+
+    def __exit__(self, *exc):
+        for a, p in zip(self.attns, self.saved):
+            a.set_processor(p)
+        return False
+
+
 class FlowEstimatorGraph(torch.nn.Module):
     """x, mask, mu, t, spks, cond -> velocity: one ConditionalDecoder call."""
 

@@ -333,7 +333,7 @@ def export_components(ctx, tts) -> None:
     _export(
         ctx, "flow_encoder", m, (tok(23), xvec()), ["tokens", "speaker_emb"], ["mu", "spks"],
         {"tokens": {1: "tokens"}, "mu": {2: "frames"}},
-        [(tok(7), xvec()), (tok(61), xvec())],
+        [(tok(7), xvec()), (tok(61), xvec())], fp16=True,
     )
 
     # flow_estimator: one CFM velocity evaluation
@@ -355,7 +355,7 @@ def export_components(ctx, tts) -> None:
     _export(
         ctx, "hift", m, hift_inputs(12), ["mel", "phase_init", "sine_noise"], ["wav"],
         {"mel": {2: "frames"}, "sine_noise": {2: "samples"}, "wav": {1: "samples"}},
-        [hift_inputs(5), hift_inputs(33)],
+        [hift_inputs(5), hift_inputs(33)], fp16=True,
     )
 
     # perth: 32 kHz wav -> watermarked 32 kHz wav
@@ -387,12 +387,13 @@ def _export_cfm_estimator(ctx, estimator, g) -> None:
         return (x, mask, mu, tt, spks, cond)
 
     bt = {0: "batch", 2: "frames"}
-    _export(
-        ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond"], ["velocity"],
-        {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt, "velocity": bt},
-        [est_inputs(2, 14), est_inputs(2, 97), est_inputs(1, 30)],
-        fp16=True,
-    )
+    with graphs.fused_attention(estimator):
+        _export(
+            ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond"], ["velocity"],
+            {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt, "velocity": bt},
+            [est_inputs(2, 14), est_inputs(2, 97), est_inputs(1, 30)],
+            fp16=True,
+        )
 
 
 class MeanflowEstimatorGraph(torch.nn.Module):
@@ -424,13 +425,15 @@ def _export_meanflow_estimator(ctx, estimator, g) -> None:
         return (x, mask, mu, tt, spks, cond, r)
 
     bt = {0: "batch", 2: "frames"}
-    _export(
-        ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond", "r"], ["velocity"],
-        {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt, "r": {0: "batch"},
-         "velocity": bt},
-        [est_inputs(1, 14), est_inputs(1, 97), est_inputs(2, 30)],
-        fp16=True,
-    )
+    with graphs.fused_attention(estimator):
+        _export(
+            ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond", "r"],
+            ["velocity"],
+            {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt,
+             "r": {0: "batch"}, "velocity": bt},
+            [est_inputs(1, 14), est_inputs(1, 97), est_inputs(2, 30)],
+            fp16=True,
+        )
 
 
 # --------------------------------------------------------------------------- reference helpers

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use chatterbox_ort::s3gen::{flow, vocoder};
 use chatterbox_ort::Engine;
 use pipeline_support::{
-    engine, files_bytes, goldens, info_line, overlay_bundle, rel_err, say_samples, test_engine,
-    turbo_bundle_dir, turbo_engine, turbo_goldens, Goldens,
+    engine, family_bundle_dir, files_bytes, goldens, info_line, overlay_bundle, rel_err,
+    say_samples, test_engine, tiny_quant_dir, turbo_engine, turbo_goldens, Goldens,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -34,17 +34,20 @@ struct Case {
     max_wav_err: f64,
 }
 
-/// Measured (CPU, 1 thread): original mel 8.5e-3, wav 4.4e-2; Turbo mel 4.6e-3, wav 1.8e-2.
+/// Measured (CPU, 1 thread, 7-bit weights, AVX2-only EPYC; 7-bit weights cannot saturate the
+/// int16 pair sums of the non-VNNI kernel, so VNNI CPUs compute the same integers): original
+/// mel 1.2e-2, wav 5.4e-2; Turbo mel 6.7e-3, wav 3.1e-2. (With full 8-bit weights the same
+/// AVX2 CPU gave 5.2e-2 / 2.4e-1 and 4.4e-2 / 2.3e-1.)
 const CASES: [Case; 2] = [
     Case {
         family: "original",
-        max_mel_err: 2e-2,
-        max_wav_err: 1e-1,
+        max_mel_err: 2.5e-2,
+        max_wav_err: 1.1e-1,
     },
     Case {
         family: "turbo",
-        max_mel_err: 1e-2,
-        max_wav_err: 4e-2,
+        max_mel_err: 1.4e-2,
+        max_wav_err: 6e-2,
     },
 ];
 
@@ -55,23 +58,13 @@ fn case(family: &str) -> &'static Case {
         .expect("a listed case")
 }
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn committed(c: &Case) -> PathBuf {
-    root()
-        .join("onnx/tiny-quant")
-        .join(format!("{}-flow-int8", c.family))
+    tiny_quant_dir(&format!("{}-flow-int8", c.family))
 }
 
 /// The fp32 tiny bundle of the family.
 fn base(c: &Case) -> PathBuf {
-    if c.family == "turbo" {
-        turbo_bundle_dir()
-    } else {
-        pipeline_support::bundle_dir()
-    }
+    family_bundle_dir(c.family)
 }
 
 /// The quantized bundle, in a scratch folder named after `test`: every file of the fp32
@@ -194,17 +187,14 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The committed manifests are valid, say what was quantized, how and with which errors,
-/// and differ from their fp32 bundle's only in `model.id` and the `flow_estimator` entry;
-/// the graphs use MatMulNBits.
+/// The committed manifests (schema: tests/python/test_manifest_schema.py) say what was
+/// quantized, how and with which errors, and differ from their fp32 bundle's only in
+/// `model.id` and the `flow_estimator` entry; the graphs use MatMulInteger with
+/// DynamicQuantizeLinear.
 #[test]
 fn committed_manifests_describe_the_quantized_flow() {
-    let schema = read_json(&root().join("export/manifest.schema.json"));
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     for c in &CASES {
         let m = read_json(&committed(c).join("manifest.json"));
-        let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{}: {errors:?}", c.family);
         let est = &m["components"]["flow_estimator"];
         assert_eq!(est["precision"], "int8");
         let q = &est["quantization"];
@@ -225,13 +215,6 @@ fn committed_manifests_describe_the_quantized_flow() {
                 c.family
             );
         }
-        // A quantized flow without its errors is refused.
-        let mut broken = m.clone();
-        broken["components"]["flow_estimator"]["self_check"]
-            .as_object_mut()
-            .unwrap()
-            .remove("mel_rel_error");
-        assert!(!validator.is_valid(&broken));
 
         let fp32_manifest = read_json(&base(c).join("manifest.json"));
         let mut fp32 = fp32_manifest.clone();
