@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use chatterbox_ort::{Engine, Family};
 use pipeline_support::{
-    files_bytes, goldens, info_line, original_tf_logits, overlay_bundle, rel_err, say_samples,
-    test_engine, turbo_goldens, turbo_tf_logits,
+    family_bundle_dir, files_bytes, goldens, info_line, original_tf_logits, overlay_bundle,
+    rel_err, say_samples, test_engine, tiny_quant_dir, turbo_goldens, turbo_tf_logits,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -70,23 +70,13 @@ fn case(family: &str, precision: &str) -> &'static Case {
         .expect("a listed case")
 }
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn committed(c: &Case) -> PathBuf {
-    root()
-        .join("onnx/tiny-quant")
-        .join(format!("{}-{}", c.family, c.precision))
+    tiny_quant_dir(&format!("{}-{}", c.family, c.precision))
 }
 
 /// The fp32 tiny bundle of the family and its goldens.
 fn base(c: &Case) -> PathBuf {
-    root().join(if c.family == "turbo" {
-        "onnx/tiny-turbo"
-    } else {
-        "onnx/tiny"
-    })
+    family_bundle_dir(c.family)
 }
 
 /// The quantized bundle, in a scratch folder named after `test`: every file of the fp32
@@ -191,21 +181,13 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The committed manifests are valid, say what was quantized and how, and differ from their
-/// fp32 bundle's only in `model.id` and the `t3_decoder` entry; the graphs use MatMulNBits.
+/// The committed manifests (schema: tests/python/test_manifest_schema.py) say what was
+/// quantized and how, and differ from their fp32 bundle's only in `model.id` and the
+/// `t3_decoder` entry; the graphs use MatMulNBits.
 #[test]
 fn committed_manifests_describe_the_quantized_decoder() {
-    let schema = read_json(&root().join("export/manifest.schema.json"));
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     for c in &CASES {
         let m = read_json(&committed(c).join("manifest.json"));
-        let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
-        assert!(
-            errors.is_empty(),
-            "{}-{}: {errors:?}",
-            c.family,
-            c.precision
-        );
         let dec = &m["components"]["t3_decoder"];
         assert_eq!(dec["precision"], c.precision);
         let bits = if c.precision == "int8" { 8 } else { 4 };
@@ -214,13 +196,6 @@ fn committed_manifests_describe_the_quantized_decoder() {
         assert_eq!(dec["quantization"]["accuracy_level"], 4);
         assert_eq!(dec["quantization"]["fp32_weights"], serde_json::json!([]));
         assert!(dec["self_check"]["kl_mean"].as_f64().unwrap() >= 0.0);
-        // A quantized decoder without its quantization record is refused.
-        let mut broken = m.clone();
-        broken["components"]["t3_decoder"]
-            .as_object_mut()
-            .unwrap()
-            .remove("quantization");
-        assert!(!validator.is_valid(&broken));
 
         let mut fp32 = read_json(&base(c).join("manifest.json"));
         let mut same = m.clone();
