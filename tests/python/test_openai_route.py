@@ -91,12 +91,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_serve_deployment(tmp_path):
+def test_ray_serve_deployment(tmp_path, monkeypatch):
     import ray
     from ray import serve
 
     from chatterbox_ort.ray_serve import build_app
 
+    # Ray Serve gives its HTTP proxy 5 s to answer a readiness check and kills it after three
+    # misses; on a loaded 2-core machine (CI builds the fuzz targets beside these tests) the
+    # proxy's worker process takes longer than that to start (CI run of 2026-12-02: "killed by
+    # `ray.kill`, never ran"). The controller and proxy inherit these from this process.
+    monkeypatch.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
+    monkeypatch.setenv("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "60")
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
     try:
