@@ -287,11 +287,11 @@ pub struct StreamSummary {
 pub struct Acceptance {
     /// `swap` peak RSS / `resident` peak RSS (target <= 0.72).
     pub swap_peak_vs_resident: Option<f64>,
-    /// `swap` peak RSS / largest stage's own peak RSS (target <= 1.15).
+    /// `swap` peak RSS / largest stage's own peak RSS (target <= 1.00).
     pub swap_peak_vs_largest_stage: Option<f64>,
     /// The swap configuration with the lowest RTF (`swap`, `swap-prefetch`, ...).
     pub best_swap_mode: Option<String>,
-    /// Its RTF / `resident` RTF (target <= 1.15).
+    /// Its RTF / `resident` RTF (target <= 1.10).
     pub best_swap_rtf_vs_resident: Option<f64>,
     /// One line per target: met or not, with the numbers.
     pub verdicts: Vec<String>,
