@@ -256,3 +256,49 @@ fn an_impossible_budget_is_refused_with_a_clear_error() {
     assert_eq!(err.kind(), ErrorKind::Budget);
     speak(&engine);
 }
+
+/// A resident engine creates every session at load exactly once; with two broken components
+/// the load error is always the first in pipeline order (`campplus` before `perth`).
+#[test]
+fn resident_load_creates_each_session_once_and_names_the_first_broken_component() {
+    let engine = engine("resident");
+    let stats = engine.host().stats();
+    assert_eq!(stats.components.len(), 12);
+    for c in &stats.components {
+        assert!(c.loaded, "{} not created at load", c.name);
+        assert_eq!(
+            (c.sessions_created, c.sessions_destroyed),
+            (1, 0),
+            "{}",
+            c.name
+        );
+    }
+    drop(engine);
+
+    let dir = TempDir::new("broken");
+    for entry in std::fs::read_dir(tiny()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.0.join(entry.file_name())).unwrap();
+        }
+    }
+    let manifest = dir.0.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for name in ["perth", "campplus"] {
+        m["components"][name]["files"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
+    }
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    for _ in 0..3 {
+        let mut opts = EngineOptions::new(dir.0.clone());
+        opts.session_cache = None;
+        let err = match Engine::load(opts) {
+            Ok(_) => panic!("a bundle with two corrupt graphs loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("campplus") && !err.contains("perth") && !err.contains('\n'),
+            "{err}"
+        );
+    }
+}
