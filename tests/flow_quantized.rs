@@ -16,11 +16,10 @@ mod pipeline_support;
 
 use std::path::{Path, PathBuf};
 
-use chatterbox_ort::s3gen::{flow, vocoder};
 use chatterbox_ort::Engine;
 use pipeline_support::{
-    engine, family_bundle_dir, files_bytes, goldens, info_line, overlay_bundle, rel_err,
-    say_samples, test_engine, tiny_quant_dir, turbo_engine, turbo_goldens, Goldens,
+    engine, family_bundle_dir, files_bytes, goldens, goldens_s3gen, info_line, overlay_bundle,
+    rel_err, say_samples, test_engine, tiny_quant_dir, turbo_engine, turbo_goldens,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -83,50 +82,6 @@ fn load(dir: &Path) -> Engine {
     test_engine(dir.to_path_buf())
 }
 
-/// The Euler loop of `e` on the goldens' flow inputs (`flow_mu`, `flow_noise`, the prompt
-/// mel as the original's stage test and Turbo's meanflow test give it), then HiFT on the
-/// mel with the goldens' draws: (mel, wav).
-fn flow_and_hift(e: &Engine, g: &Goldens, turbo: bool) -> (Vec<f32>, Vec<f32>) {
-    let host = e.host();
-    let mut tokens = g.i64("s3gen_prompt_tokens").to_vec();
-    let prompt_tokens = tokens.len();
-    tokens.extend_from_slice(g.i64("flow_tokens"));
-    let enc = flow::encode(host, &tokens, g.f32("xvector")).unwrap();
-    let enc = flow::FlowEncoded {
-        mu: g.f32("flow_mu").to_vec(),
-        spks: enc.spks,
-        frames: enc.frames,
-    };
-    let prompt = g.get("prompt_mel");
-    // The original's goldens cut the prompt mel to 2 x prompt tokens frames (a voice's
-    // layout); Turbo's keep all of it.
-    let frames = if turbo {
-        prompt.shape[1]
-    } else {
-        2 * prompt_tokens
-    };
-    let steps = e.bundle().generation().flow_steps;
-    let params = flow::FlowParams::new(e.bundle().config(), e.bundle().generation(), steps);
-    let mel = flow::solve_euler(
-        host,
-        &enc,
-        g.f32("flow_noise").to_vec(),
-        &prompt.f32[..frames * 80],
-        frames,
-        &params,
-        |_| {},
-    )
-    .unwrap();
-    let draws = vocoder::HiftDraws {
-        phase_init: g.f32("hift_phase_init").to_vec(),
-        sine_noise: g.f32("hift_sine_noise").to_vec(),
-    };
-    let mel_frames = mel.len() / 80;
-    assert_eq!(mel_frames, g.get("flow_mel").shape[2]);
-    let wav = vocoder::hift(host, &mel, mel_frames, draws).unwrap();
-    (mel, wav)
-}
-
 /// Opens the rebuilt bundle, checks that the engine reads the quantized precision (and
 /// only there), runs the flow and HiFT and holds them to the case's bounds against the
 /// fp32 bundle.
@@ -146,8 +101,8 @@ fn flow_within_bounds(family: &str) {
         (engine(), goldens())
     };
     assert_eq!(spec(fp32, "flow_estimator"), "fp32");
-    let (mel32, wav32) = flow_and_hift(fp32, g, turbo);
-    let (mel8, wav8) = flow_and_hift(&q, g, turbo);
+    let (_, mel32, wav32) = goldens_s3gen(fp32, g, turbo, true);
+    let (_, mel8, wav8) = goldens_s3gen(&q, g, turbo, true);
     let mel_err = rel_err(&mel8, &mel32);
     let wav_err = rel_err(&wav8, &wav32);
     eprintln!(

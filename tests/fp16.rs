@@ -18,12 +18,11 @@ mod pipeline_support;
 use std::path::PathBuf;
 
 use chatterbox_ort::bundle::DType;
-use chatterbox_ort::s3gen::{flow, vocoder};
 use chatterbox_ort::t3::decode::KvDecoder;
 use chatterbox_ort::{Engine, EngineOptions};
 use pipeline_support::{
-    engine, family_bundle_dir, files_bytes, goldens, info_line, original_tf_logits, overlay_bundle,
-    rel_err, say_samples, test_engine, tiny_quant_dir, turbo_engine, turbo_goldens,
+    engine, family_bundle_dir, files_bytes, goldens, goldens_s3gen, info_line, original_tf_logits,
+    overlay_bundle, rel_err, say_samples, test_engine, tiny_quant_dir, turbo_engine, turbo_goldens,
     turbo_tf_logits, Goldens,
 };
 
@@ -105,40 +104,6 @@ fn fp32(c: &Case) -> (&'static Engine, &'static Goldens) {
     }
 }
 
-/// The engine's flow encoder on the goldens' prompt and flow tokens, its Euler loop from the
-/// goldens' noise, HiFT on the mel with the goldens' draws: (mu, mel, wav).
-fn s3gen(e: &Engine, g: &Goldens, turbo: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let host = e.host();
-    let mut tokens = g.i64("s3gen_prompt_tokens").to_vec();
-    let prompt_tokens = tokens.len();
-    tokens.extend_from_slice(g.i64("flow_tokens"));
-    let enc = flow::encode(host, &tokens, g.f32("xvector")).unwrap();
-    let prompt = g.get("prompt_mel");
-    let frames = if turbo {
-        prompt.shape[1]
-    } else {
-        2 * prompt_tokens
-    };
-    let steps = e.bundle().generation().flow_steps;
-    let params = flow::FlowParams::new(e.bundle().config(), e.bundle().generation(), steps);
-    let mel = flow::solve_euler(
-        host,
-        &enc,
-        g.f32("flow_noise").to_vec(),
-        &prompt.f32[..frames * 80],
-        frames,
-        &params,
-        |_| {},
-    )
-    .unwrap();
-    let draws = vocoder::HiftDraws {
-        phase_init: g.f32("hift_phase_init").to_vec(),
-        sine_noise: g.f32("hift_sine_noise").to_vec(),
-    };
-    let wav = vocoder::hift(host, &mel, mel.len() / 80, draws).unwrap();
-    (enc.mu, mel, wav)
-}
-
 /// The engine reads fp16 for the four graphs (and only there), allocates a float16 KV cache,
 /// and every stage stays within the case's bounds of the fp32 bundle.
 fn within_bounds(family: &str) {
@@ -172,8 +137,8 @@ fn within_bounds(family: &str) {
         }
     };
     let logits_err = rel_err(&tf(&h), g.f32("tf_logits"));
-    let (mu32, mel32, wav32) = s3gen(f, g, turbo);
-    let (mu16, mel16, wav16) = s3gen(&h, g, turbo);
+    let (mu32, mel32, wav32) = goldens_s3gen(f, g, turbo, false);
+    let (mu16, mel16, wav16) = goldens_s3gen(&h, g, turbo, false);
     let (mu_err, mel_err, wav_err) = (
         rel_err(&mu16, &mu32),
         rel_err(&mel16, &mel32),

@@ -443,3 +443,51 @@ pub fn say_samples(bin: &str, dir: &Path, text: &str, flow_steps: &str, what: &s
     assert_eq!(r.spec().sample_rate, 24_000);
     r.len() as usize
 }
+
+/// S3Gen of engine `e` on the goldens' inputs: the flow encoder on the goldens' prompt and
+/// flow tokens (its own `mu`, or the goldens' `flow_mu` when `golden_mu`, to measure the
+/// estimator alone), the Euler loop from the goldens' noise with the prompt mel as a voice
+/// lays it out (the original's goldens cut it to 2 x prompt tokens frames, Turbo's keep all
+/// of it), then HiFT on that mel with the goldens' draws: (mu, mel, wav).
+pub fn goldens_s3gen(
+    e: &Engine,
+    g: &Goldens,
+    turbo: bool,
+    golden_mu: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    use chatterbox_ort::s3gen::{flow, vocoder};
+    let host = e.host();
+    let mut tokens = g.i64("s3gen_prompt_tokens").to_vec();
+    let prompt_tokens = tokens.len();
+    tokens.extend_from_slice(g.i64("flow_tokens"));
+    let mut enc = flow::encode(host, &tokens, g.f32("xvector")).unwrap();
+    if golden_mu {
+        enc.mu = g.f32("flow_mu").to_vec();
+    }
+    let prompt = g.get("prompt_mel");
+    let frames = if turbo {
+        prompt.shape[1]
+    } else {
+        2 * prompt_tokens
+    };
+    let steps = e.bundle().generation().flow_steps;
+    let params = flow::FlowParams::new(e.bundle().config(), e.bundle().generation(), steps);
+    let mel = flow::solve_euler(
+        host,
+        &enc,
+        g.f32("flow_noise").to_vec(),
+        &prompt.f32[..frames * 80],
+        frames,
+        &params,
+        |_| {},
+    )
+    .unwrap();
+    let draws = vocoder::HiftDraws {
+        phase_init: g.f32("hift_phase_init").to_vec(),
+        sine_noise: g.f32("hift_sine_noise").to_vec(),
+    };
+    let mel_frames = mel.len() / 80;
+    assert_eq!(mel_frames, g.get("flow_mel").shape[2], "mel frames");
+    let wav = vocoder::hift(host, &mel, mel_frames, draws).unwrap();
+    (enc.mu, mel, wav)
+}
