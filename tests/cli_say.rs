@@ -6,7 +6,9 @@ mod pipeline_support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use pipeline_support::{bundle_dir, scratch, tone, write_f32, write_pcm16};
+use pipeline_support::{
+    bundle_dir, copy_bundle, edit_manifest, scratch, tone, write_f32, write_pcm16,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
 
@@ -353,25 +355,6 @@ fn missing_bundle_fails() {
     assert_fails(&r, "no-such-bundle", &out);
 }
 
-/// Copies the tiny bundle (without goldens) to a scratch folder.
-fn copy_bundle(dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(bundle_dir()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
-fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let p = dir.join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    f(&mut m);
-    std::fs::write(&p, serde_json::to_string_pretty(&m).unwrap()).unwrap();
-}
-
 #[test]
 fn corrupt_bundles_fail() {
     let root = scratch("cli-corrupt");
@@ -380,7 +363,7 @@ fn corrupt_bundles_fail() {
 
     // Wrong sha256 of a component graph (same size).
     let b1 = root.join("sha");
-    copy_bundle(&b1);
+    copy_bundle(&bundle_dir(), &b1);
     edit_manifest(&b1, |m| {
         m["components"]["hift"]["files"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
     });
@@ -401,7 +384,7 @@ fn corrupt_bundles_fail() {
 
     // A truncated .onnx (manifest updated to match, so the graph itself is bad).
     let b2 = root.join("trunc");
-    copy_bundle(&b2);
+    copy_bundle(&bundle_dir(), &b2);
     let graph = b2.join("flow_encoder.onnx");
     let bytes = std::fs::read(&graph).unwrap();
     std::fs::write(&graph, &bytes[..bytes.len() / 2]).unwrap();
@@ -428,7 +411,7 @@ fn corrupt_bundles_fail() {
 
     // Input names that differ from the graph's.
     let b3 = root.join("names");
-    copy_bundle(&b3);
+    copy_bundle(&bundle_dir(), &b3);
     edit_manifest(&b3, |m| {
         m["components"]["hift"]["inputs"][0]["name"] =
             serde_json::Value::String("mel_renamed".into());

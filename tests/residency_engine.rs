@@ -3,6 +3,8 @@
 //! effect, an impossible budget is refused, and every policy gives
 //! bit-identical audio for the same seed.
 
+mod pipeline_support;
+
 use std::path::{Path, PathBuf};
 
 use chatterbox_ort::residency::{Policy, ResidencyOptions, Stats};
@@ -276,19 +278,12 @@ fn resident_load_creates_each_session_once_and_names_the_first_broken_component(
     drop(engine);
 
     let dir = TempDir::new("broken");
-    for entry in std::fs::read_dir(tiny()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.0.join(entry.file_name())).unwrap();
+    pipeline_support::copy_bundle(&tiny(), &dir.0);
+    pipeline_support::edit_manifest(&dir.0, |m| {
+        for name in ["perth", "campplus"] {
+            m["components"][name]["files"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
         }
-    }
-    let manifest = dir.0.join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    for name in ["perth", "campplus"] {
-        m["components"][name]["files"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
-    }
-    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    });
     for _ in 0..3 {
         let mut opts = EngineOptions::new(dir.0.clone());
         opts.session_cache = None;

@@ -77,20 +77,13 @@ fn an_older_export_is_named() {
     pipeline_support::engine(); // initialises the runtime
     let src = bundle_dir();
     let dir = scratch("t3_old_export");
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
-    let path = dir.join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    m["components"]["t3_decoder"]["inputs"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|t| t["name"] != "past_len");
-    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    pipeline_support::copy_bundle(&src, &dir);
+    pipeline_support::edit_manifest(&dir, |m| {
+        m["components"]["t3_decoder"]["inputs"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|t| t["name"] != "past_len");
+    });
     let bundle = Arc::new(Bundle::open(&dir).unwrap());
     let dims = T3Dims::from_config(bundle.config());
     let host = Host::new(bundle, Provider::Cpu, Some(1), "swap".parse().unwrap()).unwrap();

@@ -364,17 +364,33 @@ pub fn family_bundle_dir(family: &str) -> PathBuf {
     }
 }
 
+/// Copies the files directly in bundle folder `src` (not `goldens/`) into `dst` (created if
+/// needed).
+pub fn copy_bundle(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Rewrites `dir/manifest.json` through `f`.
+pub fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut m);
+    std::fs::write(&p, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
 /// A quantized bundle in a scratch folder named `name`: every file of the fp32 tiny bundle
 /// `base` (goldens left out), then `files` of the committed quantized artifacts `committed`
 /// over them (the layout of `onnx/tiny-quant/*`).
 pub fn overlay_bundle(base: &Path, committed: &Path, files: &[&str], name: &str) -> PathBuf {
     let dir = scratch(name);
-    for entry in std::fs::read_dir(base).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
+    copy_bundle(base, &dir);
     for f in files {
         std::fs::copy(committed.join(f), dir.join(f))
             .unwrap_or_else(|e| panic!("{}/{f}: {e}", committed.display()));
