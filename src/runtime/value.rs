@@ -172,7 +172,7 @@ impl Value {
     }
 
     /// The raw data of a tensor in CPU memory, row-major, native byte order, whatever its
-    /// element type (`byte_len` bytes).
+    /// element type (element count x element size bytes).
     pub fn bytes(&self) -> Result<&[u8]> {
         let len = self.checked_byte_len()?;
         let t = self
