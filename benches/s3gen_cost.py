@@ -88,8 +88,14 @@ def weight_matmul_names(path: Path) -> set:
     return {n.name for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits}
 
 
+CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+
+
 def summarize_profile(trace: Path, weight_names: set, warmup_runs: int = 1) -> dict:
-    """Kernel time per operator type over the model runs after the first `warmup_runs`."""
+    """Kernel time per operator type over the model runs after the first `warmup_runs`.
+
+    Control-flow nodes (`If`, `Loop`, `Scan`) are left out: their time is that of the nodes of
+    their subgraphs, which the profile lists too (the estimator's attention runs inside `If`)."""
     events = json.loads(trace.read_text())
     runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                   key=lambda e: e["ts"])
@@ -102,6 +108,8 @@ def summarize_profile(trace: Path, weight_names: set, warmup_runs: int = 1) -> d
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < start:
             continue
         op = e.get("args", {}).get("op_name", "?")
+        if op in CONTROL_FLOW:
+            continue
         node = e["name"][: -len("_kernel_time")]
         if op == "MatMul":
             op = "MatMul (constant weight)" if node in weight_names else "MatMul (two activations)"

@@ -386,6 +386,7 @@ class ExportContext:
         external_data: bool | None = None,
         fp16: bool = False,
         lengths: list | None = None,
+        graph_pass=None,
     ) -> None:
         """Exports `module` to out_dir/<name>.onnx and records its manifest entry.
 
@@ -396,7 +397,9 @@ class ExportContext:
         None decides by size (> 8 MiB of initializers). `fp16=True` marks the
         component as eligible for fp16 weights; it is converted only when the
         bundle's precision is fp16. `lengths` is recorded in the manifest
-        (default: the first dynamic dimension of each check tuple).
+        (default: the first dynamic dimension of each check tuple). `graph_pass(model)` rewrites
+        the exported graph before it is saved (graph_passes.py); the self-check runs on the
+        rewritten graph.
         """
         if len(check_inputs) < 2:
             raise ValueError(f"{name}: self-check needs >= 2 input tuples (lengths)")
@@ -423,6 +426,8 @@ class ExportContext:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             _strip_nondeterminism(model)
+            if graph_pass is not None:
+                log(f"{name}: graph passes {graph_pass(model)}")
             assert_no_random_ops(model, name)
             if external_data is None:
                 external_data = _initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD

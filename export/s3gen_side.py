@@ -34,9 +34,11 @@ import torch
 
 try:
     from .common import seeded_init, log
+    from . import graph_passes
     from . import s3gen_graphs as graphs
 except ImportError:  # script use with export/ on sys.path
     from common import seeded_init, log
+    import graph_passes
     import s3gen_graphs as graphs
 
 S3GEN_SR = 24000
@@ -372,9 +374,11 @@ def _export_cfm_estimator(ctx, estimator, g) -> None:
     (check inputs in the CFG layout, batch 2 and 1)."""
     m = graphs.FlowEstimatorGraph(estimator).eval()
 
-    def est_inputs(b, t):
+    def est_inputs(b, t, padded=0):
         x = torch.randn(b, 80, t, generator=g)
         mask = torch.ones(b, 1, t)
+        if padded:
+            mask[-1, :, t - padded:] = 0
         mu = torch.randn(b, 80, t, generator=g)
         tt = torch.rand(b, generator=g)
         spks = torch.randn(b, 80, generator=g)
@@ -391,8 +395,9 @@ def _export_cfm_estimator(ctx, estimator, g) -> None:
         _export(
             ctx, "flow_estimator", m, est_inputs(2, 38), ["x", "mask", "mu", "t", "spks", "cond"], ["velocity"],
             {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt, "velocity": bt},
-            [est_inputs(2, 14), est_inputs(2, 97), est_inputs(1, 30)],
-            fp16=True,
+            # the last: a padded row (the masked attention branch of graph_passes)
+            [est_inputs(2, 14), est_inputs(2, 97), est_inputs(1, 30), est_inputs(2, 41, padded=9)],
+            fp16=True, graph_pass=graph_passes.apply,
         )
 
 
@@ -414,9 +419,11 @@ def _export_meanflow_estimator(ctx, estimator, g) -> None:
     (the step's end time); batch 1 as basic_euler runs it, batch 2 checked too."""
     m = MeanflowEstimatorGraph(estimator).eval()
 
-    def est_inputs(b, t):
+    def est_inputs(b, t, padded=0):
         x = torch.randn(b, 80, t, generator=g)
         mask = torch.ones(b, 1, t)
+        if padded:
+            mask[-1, :, t - padded:] = 0
         mu = torch.randn(b, 80, t, generator=g)
         tt = torch.rand(b, generator=g) * 0.5
         spks = torch.randn(b, 80, generator=g)
@@ -431,8 +438,9 @@ def _export_meanflow_estimator(ctx, estimator, g) -> None:
             ["velocity"],
             {"x": bt, "mask": bt, "mu": bt, "t": {0: "batch"}, "spks": {0: "batch"}, "cond": bt,
              "r": {0: "batch"}, "velocity": bt},
-            [est_inputs(1, 14), est_inputs(1, 97), est_inputs(2, 30)],
-            fp16=True,
+            # the last: a padded row (the masked attention branch of graph_passes)
+            [est_inputs(1, 14), est_inputs(1, 97), est_inputs(2, 30), est_inputs(2, 41, padded=9)],
+            fp16=True, graph_pass=graph_passes.apply,
         )
 
 
