@@ -4,12 +4,20 @@ and ONNX Runtime's profile of where that time goes, operator by operator.
     python benches/s3gen_cost.py --bundle A [--bundle B ...] [--component flow_estimator|hift]
         [--batch 2] [--frames 600] [--calls 5] [--rounds 3] [--threads 2] [--out cost.json]
     python benches/s3gen_cost.py --bundle A --profile DIR [--component ...] [--top 15]
+    python benches/s3gen_cost.py --bundle A [--bundle B ...] --torch   (flow_estimator, random bundles)
 
 Timing: one CPU session per bundle (the engine's settings: all graph optimizations,
 `--threads` intra-op threads, one inter-op thread), one warm-up call each, then `--rounds`
 rounds in which every bundle runs `--calls` calls in turn (the order reversed every other
 round, so drift hits all alike). Prints ms per call, median (min-max) over all calls, and
 the ratio of medians to the first bundle; the load average before and after is recorded.
+
+`--torch` adds the PyTorch reference estimator (chatterbox-tts 0.1.7's ConditionalDecoder, as
+`ChatterboxTTS.generate` calls it: its own attention processors, `torch.no_grad`,
+`torch.set_num_threads(--threads)`) to the same interleaved rounds, rebuilt from the first
+bundle's seed (random bundles only; needs the export environment's torch), so engine / reference
+ratios come from one process in which drift hits both alike. The reference's output is
+compared with the first bundle's on the same inputs first (same weights: fp32 agrees to ~1e-6).
 
 Profile (`--profile DIR`, first bundle only): the same session with
 `SessionOptions.enable_profiling`, one warm-up call then `--calls` calls; the kernel
@@ -151,11 +159,49 @@ def profile(args, manifest: dict) -> dict:
     return res
 
 
+class TorchEstimator:
+    """The reference flow estimator with a session's `run(None, feeds)`."""
+
+    def __init__(self, manifest: dict, threads: int):
+        import torch
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+        import s3gen_side
+
+        model = manifest["model"]
+        origin = model.get("origin", {})
+        if origin.get("kind") != "random":
+            raise SystemExit(f"s3gen_cost: --torch rebuilds seeded random weights; the bundle's origin is {origin}")
+        torch.set_num_threads(threads)
+        meanflow = model.get("family", "original") == "turbo"
+        s3 = s3gen_side.build_s3gen(model["config"], int(origin["seed"]), meanflow=meanflow)
+        self.torch = torch
+        self.estimator = s3.flow.decoder.estimator.eval()
+
+    def run(self, _outputs, feeds: dict) -> list:
+        t = self.torch
+        names = ("x", "mask", "mu", "t", "spks", "cond", "r")
+        args = [t.from_numpy(feeds[n]) for n in names if n in feeds]
+        with t.no_grad():
+            return [self.estimator(*args).numpy()]
+
+
 def timing(args, manifests: list) -> dict:
     sessions, inputs = [], []
     for b, m in zip(args.bundle, manifests):
         sessions.append(session(b, args.component, args.threads))
         inputs.append(feeds(m, args.component, args.batch, args.frames))
+    names = [str(b) for b in args.bundle]
+    precisions = [m["components"][args.component]["precision"] for m in manifests]
+    agreement = None
+    if args.torch:
+        sessions.append(TorchEstimator(manifests[0], args.threads))
+        inputs.append(inputs[0])
+        names.append("PyTorch reference")
+        precisions.append("fp32 (torch)")
+        ref, got = sessions[-1].run(None, inputs[0])[0], sessions[0].run(None, inputs[0])[0]
+        agreement = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+        print(f"{names[0]} against the PyTorch reference on the same inputs: relative L2 error {agreement:.3g}")
     load = [load_average()]
     for s, x in zip(sessions, inputs):  # warm-up
         s.run(None, x)
@@ -175,15 +221,20 @@ def timing(args, manifests: list) -> dict:
           f"x {args.calls} calls; load average {load[0]} -> {load[-1]}")
     print("\n| bundle | precision | ms per call, median (min-max) | / first |\n|---|---|---|---|")
     results = []
-    for b, m, t in zip(args.bundle, manifests, times):
-        prec = m["components"][args.component]["precision"]
+    for k, (b, prec, t) in enumerate(zip(names, precisions, times)):
         med = float(np.median(t))
         print(f"| {b} | {prec} | {med:.0f} ({min(t):.0f}-{max(t):.0f}) | {med / base:.2f} |")
-        results.append({"bundle": str(b), "precision": prec, "quantization":
-                        m["components"][args.component].get("quantization"), "ms": t, "median_ms": med,
+        quantization = manifests[k]["components"][args.component].get("quantization") if k < len(manifests) else None
+        results.append({"bundle": b, "precision": prec, "quantization": quantization, "ms": t, "median_ms": med,
                         "ratio": med / base})
+    if args.torch:
+        ref = float(np.median(times[-1]))
+        print("\n| bundle | / PyTorch reference |\n|---|---|")
+        for b, t in zip(names[:-1], times[:-1]):
+            print(f"| {b} | {float(np.median(t)) / ref:.3f} |")
     return {"component": args.component, "batch": args.batch, "frames": args.frames, "threads": args.threads,
-            "calls": args.calls, "rounds": args.rounds, "load_average": load, "results": results}
+            "calls": args.calls, "rounds": args.rounds, "load_average": load, "results": results,
+            "torch_agreement_rel_l2": agreement}
 
 
 def main(argv=None) -> int:
@@ -198,7 +249,10 @@ def main(argv=None) -> int:
     p.add_argument("--profile", type=Path, metavar="DIR", help="profile the first bundle, write the trace to DIR")
     p.add_argument("--top", type=int, default=15, help="operator types listed by the profile")
     p.add_argument("--out", type=Path, help="write the results as JSON")
+    p.add_argument("--torch", action="store_true", help="time the PyTorch reference estimator in the same rounds")
     args = p.parse_args(argv)
+    if args.torch and (args.component != "flow_estimator" or args.profile):
+        p.error("--torch times the flow estimator (no --profile)")
     if args.component == "hift":
         args.batch = 1
     manifests = [json.loads((b / "manifest.json").read_text()) for b in args.bundle]
