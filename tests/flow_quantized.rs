@@ -14,12 +14,12 @@
 
 mod pipeline_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chatterbox_ort::Engine;
 use pipeline_support::{
-    engine, family_bundle_dir, files_bytes, goldens, goldens_s3gen, info_line, overlay_bundle,
-    rel_err, say_samples, test_engine, tiny_quant_dir, turbo_engine, turbo_goldens,
+    engine, files_bytes, goldens, goldens_s3gen, info_line, read_json, rel_err, say_samples,
+    test_engine, turbo_engine, turbo_goldens, TinyVariant,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -57,25 +57,14 @@ fn case(family: &str) -> &'static Case {
         .expect("a listed case")
 }
 
-fn committed(c: &Case) -> PathBuf {
-    tiny_quant_dir(&format!("{}-flow-int8", c.family))
-}
-
-/// The fp32 tiny bundle of the family.
-fn base(c: &Case) -> PathBuf {
-    family_bundle_dir(c.family)
-}
-
-/// The quantized bundle, in a scratch folder named after `test`: every file of the fp32
-/// tiny bundle (goldens left out), then the committed `flow_estimator.onnx` and
-/// `manifest.json` over them.
-fn quant_bundle(c: &Case, test: &str) -> PathBuf {
-    overlay_bundle(
-        &base(c),
-        &committed(c),
-        &["flow_estimator.onnx", "manifest.json"],
-        &format!("flow-quant-{test}-{}", c.family),
-    )
+impl Case {
+    fn variant(&self) -> TinyVariant {
+        TinyVariant {
+            family: self.family,
+            name: "flow-int8",
+            files: &["flow_estimator.onnx"],
+        }
+    }
 }
 
 fn load(dir: &Path) -> Engine {
@@ -88,7 +77,7 @@ fn load(dir: &Path) -> Engine {
 fn flow_within_bounds(family: &str) {
     let c = case(family);
     let turbo = family == "turbo";
-    let dir = quant_bundle(c, "mel");
+    let dir = c.variant().bundle("mel");
     let q = load(&dir);
     let spec = |e: &Engine, name: &str| e.bundle().component(name).unwrap().precision.clone();
     assert_eq!(spec(&q, "flow_estimator"), "int8");
@@ -137,11 +126,6 @@ fn turbo_flow_int8_mel_and_wav() {
     flow_within_bounds("turbo");
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// The committed manifests (schema: tests/python/test_manifest_schema.py) say what was
 /// quantized, how and with which errors, and differ from their fp32 bundle's only in
 /// `model.id` and the `flow_estimator` entry; the graphs use MatMulInteger with
@@ -149,7 +133,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 #[test]
 fn committed_manifests_describe_the_quantized_flow() {
     for c in &CASES {
-        let m = read_json(&committed(c).join("manifest.json"));
+        let m = read_json(&c.variant().committed().join("manifest.json"));
         let est = &m["components"]["flow_estimator"];
         assert_eq!(est["precision"], "int8");
         let q = &est["quantization"];
@@ -171,7 +155,7 @@ fn committed_manifests_describe_the_quantized_flow() {
             );
         }
 
-        let fp32_manifest = read_json(&base(c).join("manifest.json"));
+        let fp32_manifest = read_json(&c.variant().base().join("manifest.json"));
         let mut fp32 = fp32_manifest.clone();
         let mut same = m.clone();
         for v in [&mut fp32, &mut same] {
@@ -195,7 +179,7 @@ fn committed_manifests_describe_the_quantized_flow() {
             c.family
         );
         // Op types as serialized (NodeProto field 4: tag 0x22, length, name).
-        let graph = std::fs::read(committed(c).join("flow_estimator.onnx")).unwrap();
+        let graph = std::fs::read(c.variant().committed().join("flow_estimator.onnx")).unwrap();
         let uses = |op: &[u8]| graph.windows(op.len()).any(|w| w == op);
         assert!(uses(b"\x22\x0dMatMulInteger"));
         assert!(uses(b"\x22\x15DynamicQuantizeLinear"));
@@ -205,7 +189,7 @@ fn committed_manifests_describe_the_quantized_flow() {
 /// The committed flow estimators stay small: the repository carries them.
 #[test]
 fn committed_artifacts_stay_under_2_megabytes() {
-    let total = files_bytes(CASES.iter().map(committed));
+    let total = files_bytes(CASES.iter().map(|c| c.variant().committed()));
     assert!(total < 2_000_000, "the flow bundles are {total} bytes");
 }
 
@@ -213,7 +197,7 @@ fn committed_artifacts_stay_under_2_megabytes() {
 #[test]
 fn info_and_say_on_each_quantized_flow() {
     for c in &CASES {
-        let dir = quant_bundle(c, "cli");
+        let dir = c.variant().bundle("cli");
         let line = info_line(BIN, &dir, "flow_estimator");
         assert!(line.contains("int8"), "{line}");
         let n = say_samples(BIN, &dir, "Quantized flow.", "2", c.family);

@@ -15,15 +15,12 @@
 
 mod pipeline_support;
 
-use std::path::PathBuf;
-
 use chatterbox_ort::bundle::DType;
 use chatterbox_ort::t3::decode::KvDecoder;
 use chatterbox_ort::{Engine, EngineOptions};
 use pipeline_support::{
-    engine, family_bundle_dir, files_bytes, goldens, goldens_s3gen, info_line, original_tf_logits,
-    overlay_bundle, rel_err, say_samples, test_engine, tiny_quant_dir, turbo_engine, turbo_goldens,
-    turbo_tf_logits, Goldens,
+    engine, files_bytes, goldens, goldens_s3gen, info_line, original_tf_logits, rel_err,
+    say_samples, test_engine, turbo_engine, turbo_goldens, turbo_tf_logits, Goldens, TinyVariant,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -76,24 +73,14 @@ fn case(family: &str) -> &'static Case {
         .expect("a listed case")
 }
 
-fn committed(c: &Case) -> PathBuf {
-    tiny_quant_dir(&format!("{}-fp16", c.family))
-}
-
-fn base(c: &Case) -> PathBuf {
-    family_bundle_dir(c.family)
-}
-
-/// The fp16 bundle in a scratch folder named after `test`.
-fn fp16_bundle(c: &Case, test: &str) -> PathBuf {
-    let mut files = GRAPHS.to_vec();
-    files.push("manifest.json");
-    overlay_bundle(
-        &base(c),
-        &committed(c),
-        &files,
-        &format!("fp16-{test}-{}", c.family),
-    )
+impl Case {
+    fn variant(&self) -> TinyVariant {
+        TinyVariant {
+            family: self.family,
+            name: "fp16",
+            files: &GRAPHS,
+        }
+    }
 }
 
 fn fp32(c: &Case) -> (&'static Engine, &'static Goldens) {
@@ -109,7 +96,7 @@ fn fp32(c: &Case) -> (&'static Engine, &'static Goldens) {
 fn within_bounds(family: &str) {
     let c = case(family);
     let turbo = family == "turbo";
-    let dir = fp16_bundle(c, "err");
+    let dir = c.variant().bundle("err");
     let h = test_engine(dir.clone());
     let precision = |e: &Engine, name: &str| e.bundle().component(name).unwrap().precision.clone();
     for name in GRAPHS {
@@ -178,7 +165,7 @@ fn turbo_fp16_stages_within_bounds() {
 #[test]
 fn info_and_say_on_each_fp16_bundle() {
     for c in &CASES {
-        let dir = fp16_bundle(c, "cli");
+        let dir = c.variant().bundle("cli");
         let line = info_line(BIN, &dir, "t3_decoder");
         assert!(line.contains("fp16"), "{line}");
         let what = format!("{}-fp16", c.family);
@@ -193,7 +180,7 @@ fn info_and_say_on_each_fp16_bundle() {
 #[test]
 fn cache_dtype_mismatch_names_the_tensor() {
     let c = case("original");
-    let dir = fp16_bundle(c, "mismatch");
+    let dir = c.variant().bundle("mismatch");
     let path = dir.join("manifest.json");
     let mut m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -221,6 +208,6 @@ fn cache_dtype_mismatch_names_the_tensor() {
 /// and HiFT are the original's, stored once by git).
 #[test]
 fn committed_fp16_graphs_stay_small() {
-    let total = files_bytes(CASES.iter().map(committed));
+    let total = files_bytes(CASES.iter().map(|c| c.variant().committed()));
     assert!(total < 5_000_000, "onnx/tiny-quant/*-fp16 is {total} bytes");
 }

@@ -16,12 +16,12 @@
 
 mod pipeline_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chatterbox_ort::{Engine, Family};
 use pipeline_support::{
-    family_bundle_dir, files_bytes, goldens, info_line, original_tf_logits, overlay_bundle,
-    rel_err, say_samples, test_engine, tiny_quant_dir, turbo_goldens, turbo_tf_logits,
+    files_bytes, goldens, info_line, original_tf_logits, read_json, rel_err, say_samples,
+    test_engine, turbo_goldens, turbo_tf_logits, TinyVariant,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatterbox-ort");
@@ -70,25 +70,14 @@ fn case(family: &str, precision: &str) -> &'static Case {
         .expect("a listed case")
 }
 
-fn committed(c: &Case) -> PathBuf {
-    tiny_quant_dir(&format!("{}-{}", c.family, c.precision))
-}
-
-/// The fp32 tiny bundle of the family and its goldens.
-fn base(c: &Case) -> PathBuf {
-    family_bundle_dir(c.family)
-}
-
-/// The quantized bundle, in a scratch folder named after `test`: every file of the fp32
-/// tiny bundle (goldens left out), then the committed `t3_decoder.onnx` and `manifest.json`
-/// over them.
-fn quant_bundle(c: &Case, test: &str) -> PathBuf {
-    overlay_bundle(
-        &base(c),
-        &committed(c),
-        &["t3_decoder.onnx", "manifest.json"],
-        &format!("t3-quant-{test}-{}-{}", c.family, c.precision),
-    )
+impl Case {
+    fn variant(&self) -> TinyVariant {
+        TinyVariant {
+            family: self.family,
+            name: self.precision,
+            files: &["t3_decoder.onnx"],
+        }
+    }
 }
 
 fn load(dir: &Path) -> Engine {
@@ -107,7 +96,7 @@ fn argmax(v: &[f32]) -> usize {
 /// teacher forcing and holds the logits to the case's bounds.
 fn teacher_forced_within_bounds(family: &str, precision: &str) {
     let c = case(family, precision);
-    let dir = quant_bundle(c, "tf");
+    let dir = c.variant().bundle("tf");
     let e = load(&dir);
     let want_family = if family == "turbo" {
         Family::Turbo
@@ -176,18 +165,13 @@ fn turbo_int4_teacher_forced() {
     teacher_forced_within_bounds("turbo", "int4");
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// The committed manifests (schema: tests/python/test_manifest_schema.py) say what was
 /// quantized and how, and differ from their fp32 bundle's only in `model.id` and the
 /// `t3_decoder` entry; the graphs use MatMulNBits.
 #[test]
 fn committed_manifests_describe_the_quantized_decoder() {
     for c in &CASES {
-        let m = read_json(&committed(c).join("manifest.json"));
+        let m = read_json(&c.variant().committed().join("manifest.json"));
         let dec = &m["components"]["t3_decoder"];
         assert_eq!(dec["precision"], c.precision);
         let bits = if c.precision == "int8" { 8 } else { 4 };
@@ -197,7 +181,7 @@ fn committed_manifests_describe_the_quantized_decoder() {
         assert_eq!(dec["quantization"]["fp32_weights"], serde_json::json!([]));
         assert!(dec["self_check"]["kl_mean"].as_f64().unwrap() >= 0.0);
 
-        let mut fp32 = read_json(&base(c).join("manifest.json"));
+        let mut fp32 = read_json(&c.variant().base().join("manifest.json"));
         let mut same = m.clone();
         for v in [&mut fp32, &mut same] {
             v["components"]
@@ -209,14 +193,14 @@ fn committed_manifests_describe_the_quantized_decoder() {
         assert_eq!(same, fp32, "{}-{}: manifest drifted", c.family, c.precision);
         assert_eq!(
             dec["quantization"]["fp32_sha256"],
-            read_json(&base(c).join("manifest.json"))["components"]["t3_decoder"]["files"][0]
-                ["sha256"],
+            read_json(&c.variant().base().join("manifest.json"))["components"]["t3_decoder"]
+                ["files"][0]["sha256"],
             "{}-{}: quantized from another fp32 decoder; re-run export/quantize_bundle.py",
             c.family,
             c.precision
         );
         // Op types as serialized (NodeProto field 4: tag 0x22, length, name).
-        let graph = std::fs::read(committed(c).join("t3_decoder.onnx")).unwrap();
+        let graph = std::fs::read(c.variant().committed().join("t3_decoder.onnx")).unwrap();
         let uses = |op: &[u8]| graph.windows(op.len()).any(|w| w == op);
         assert!(uses(b"\x22\x0bMatMulNBits"));
         assert!(
@@ -230,7 +214,7 @@ fn committed_manifests_describe_the_quantized_decoder() {
 /// `onnx/tiny-quant` stays small: the repository carries it.
 #[test]
 fn committed_artifacts_stay_under_2_megabytes() {
-    let total = files_bytes(CASES.iter().map(committed));
+    let total = files_bytes(CASES.iter().map(|c| c.variant().committed()));
     assert!(total < 2_000_000, "onnx/tiny-quant is {total} bytes");
 }
 
@@ -238,7 +222,7 @@ fn committed_artifacts_stay_under_2_megabytes() {
 #[test]
 fn info_and_say_on_each_quantized_bundle() {
     for c in &CASES {
-        let dir = quant_bundle(c, "cli");
+        let dir = c.variant().bundle("cli");
         let line = info_line(BIN, &dir, "t3_decoder");
         assert!(line.contains(c.precision), "{line}");
         let what = format!("{}-{}", c.family, c.precision);

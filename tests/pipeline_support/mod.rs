@@ -385,17 +385,45 @@ pub fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(&p, serde_json::to_string_pretty(&m).unwrap()).unwrap();
 }
 
-/// A quantized bundle in a scratch folder named `name`: every file of the fp32 tiny bundle
-/// `base` (goldens left out), then `files` of the committed quantized artifacts `committed`
-/// over them (the layout of `onnx/tiny-quant/*`).
-pub fn overlay_bundle(base: &Path, committed: &Path, files: &[&str], name: &str) -> PathBuf {
-    let dir = scratch(name);
-    copy_bundle(base, &dir);
-    for f in files {
-        std::fs::copy(committed.join(f), dir.join(f))
-            .unwrap_or_else(|e| panic!("{}/{f}: {e}", committed.display()));
+/// A committed converted variant of a tiny bundle, `onnx/tiny-quant/<family>-<name>/`: the
+/// graphs `files` and the `manifest.json` that replace those of the family's fp32 tiny bundle.
+pub struct TinyVariant {
+    pub family: &'static str,
+    /// `int8`, `int4`, `flow-int8`, `fp16`.
+    pub name: &'static str,
+    pub files: &'static [&'static str],
+}
+
+impl TinyVariant {
+    /// The committed folder.
+    pub fn committed(&self) -> PathBuf {
+        tiny_quant_dir(&format!("{}-{}", self.family, self.name))
     }
-    dir
+
+    /// The fp32 tiny bundle of the family.
+    pub fn base(&self) -> PathBuf {
+        family_bundle_dir(self.family)
+    }
+
+    /// The whole variant bundle in a scratch folder named after `test`: every file of the
+    /// fp32 tiny bundle (goldens left out), then the committed `files` and `manifest.json`
+    /// over them.
+    pub fn bundle(&self, test: &str) -> PathBuf {
+        let dir = scratch(&format!("{}-{}-{test}", self.family, self.name));
+        copy_bundle(&self.base(), &dir);
+        let committed = self.committed();
+        for f in self.files.iter().copied().chain(["manifest.json"]) {
+            std::fs::copy(committed.join(f), dir.join(f))
+                .unwrap_or_else(|e| panic!("{}/{f}: {e}", committed.display()));
+        }
+        dir
+    }
+}
+
+/// A JSON file, parsed (a panic naming the file otherwise).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Total bytes of the files directly in `dirs`.
