@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import json
 
-    from common import file_entry
+    from torchless import file_entry
 
     manifest_path = args.bundle / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

@@ -104,3 +104,24 @@ def test_committed_estimators_carry_the_passes(bundle):
     assert "Softplus" not in ops and "MultiHeadAttention" not in ops, f"{bundle}: run export/graph_passes.py"
     assert ops.count("If") >= 2
     assert graph_passes.apply(model) == {p.__name__: 0 for p in graph_passes.ESTIMATOR_PASSES}
+
+
+def test_command_rewrites_a_bundle_in_place(tmp_path):
+    """`python export/graph_passes.py BUNDLE`: the graph and its manifest entry are rewritten
+    (torch is not needed: this environment has none), a second run changes nothing, and a
+    missing component is a one-line error with exit status 2."""
+    import hashlib
+    import json
+
+    onnx.save_model(mish_graph([1, 4, 9]), str(tmp_path / "flow_estimator.onnx"))
+    entry = {"path": "flow_estimator.onnx", "bytes": 0, "sha256": "0" * 64}
+    (tmp_path / "manifest.json").write_text(json.dumps({"components": {"flow_estimator": {"files": [entry]}}}))
+    assert graph_passes.main([str(tmp_path)]) == 0
+    data = (tmp_path / "flow_estimator.onnx").read_bytes()
+    written = json.loads((tmp_path / "manifest.json").read_text())["components"]["flow_estimator"]["files"][0]
+    assert written == {"path": "flow_estimator.onnx", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert "Softplus" not in [n.op_type for n in onnx.load_from_string(data).graph.node]
+    assert not list(tmp_path.glob("*.tmp"))
+    assert graph_passes.main([str(tmp_path)]) == 0
+    assert (tmp_path / "flow_estimator.onnx").read_bytes() == data
+    assert graph_passes.main([str(tmp_path), "--component", "hift"]) == 2
