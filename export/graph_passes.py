@@ -57,14 +57,25 @@ def _graph_outputs(graph: onnx.GraphProto) -> set[str]:
     return {o.name for o in graph.output}
 
 
+def _splice(graph: onnx.GraphProto, replace: dict[int, list[onnx.NodeProto]], drop=frozenset()) -> None:
+    """Rebuilds the node list: the node at position k becomes replace[k] (when listed), the
+    positions in `drop` go. Positions, not nodes: protobuf's Python wrappers are transient, so
+    id() of a node is not stable."""
+    nodes = []
+    for k, node in enumerate(graph.node):
+        if k not in drop:
+            nodes.extend(replace.get(k, [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 def mish_via_sigmoid(model: onnx.ModelProto) -> int:
     """Rewrites every `Softplus -> Tanh -> Mul(x, .)` of the main graph (each intermediate used
     once) as x * (2 / (1 + (1 - sigmoid(x))^2) - 1). Returns how many."""
     g = model.graph
     consumers = _consumers(g)
     outputs = _graph_outputs(g)
-    # Keyed by position: protobuf's Python wrappers are transient, so id() of a node is not.
-    replace: dict[int, list[onnx.NodeProto]] = {}
+    replace: dict[int, list[onnx.NodeProto]] = {}  # by position (_splice)
     drop: set[int] = set()
     position = {n.output[0]: k for k, n in enumerate(g.node) if n.output}
     count = 0
@@ -82,9 +93,8 @@ def mish_via_sigmoid(model: onnx.ModelProto) -> int:
         mul = mul[0]
         if sorted(mul.input) != sorted([x, tanh.output[0]]):
             continue
-        if count == 0:
-            one = _constant(g, "mish_one", np.array(1.0, np.float32))
-            two = _constant(g, "mish_two", np.array(2.0, np.float32))
+        one = _constant(g, "mish_one", np.array(1.0, np.float32))
+        two = _constant(g, "mish_two", np.array(2.0, np.float32))
         p = f"{node.name or node.output[0]}/mish_sigmoid"
         # dtype-preserving: the constants are float32 here; fp16_graph converts them with the
         # rest of the graph.
@@ -99,14 +109,7 @@ def mish_via_sigmoid(model: onnx.ModelProto) -> int:
         replace[k] = new
         drop.add(position[tanh.output[0]])
         count += 1
-    if count:
-        nodes = []
-        for k, node in enumerate(g.node):
-            if k in drop:
-                continue
-            nodes.extend(replace.get(k, [node]))
-        del g.node[:]
-        g.node.extend(nodes)
+    _splice(g, replace, drop)
     return count
 
 
@@ -123,7 +126,7 @@ def attention_without_mask_when_unpadded(model: onnx.ModelProto) -> int:
     Returns how many."""
     g = model.graph
     conditions: dict[str, str] = {}
-    replace: dict[int, list[onnx.NodeProto]] = {}  # by position, as in mish_via_sigmoid
+    replace: dict[int, list[onnx.NodeProto]] = {}  # by position (_splice)
     count = 0
     for k, node in enumerate(g.node):
         if node.op_type != "MultiHeadAttention" or node.domain != MS_DOMAIN:
@@ -159,12 +162,7 @@ def attention_without_mask_when_unpadded(model: onnx.ModelProto) -> int:
         ))
         replace[k] = new
         count += 1
-    if count:
-        nodes = []
-        for k, node in enumerate(g.node):
-            nodes.extend(replace.get(k, [node]))
-        del g.node[:]
-        g.node.extend(nodes)
+    _splice(g, replace)
     return count
 
 
