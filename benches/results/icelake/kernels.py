@@ -1,7 +1,7 @@
 """The flow estimator's pieces, ONNX Runtime against PyTorch on this machine (2 threads, medians of 15
 calls): one attention of the estimator (ORT MultiHeadAttention, the flash path, vs torch SDPA), its
 weight products (MatMul shapes of batch 2 x 700 frames) and one k=3 convolution. Output: kernels.txt."""
-import time, statistics as st, sys
+import time, statistics as st
 import numpy as np
 import onnx, onnxruntime as ort
 from onnx import helper, TensorProto as TP

@@ -9,22 +9,8 @@
 #   full-t3int4-flowint8  the same with t3_decoder=int4
 #   turbo-full            export_bundle.py --family turbo --config full --seed 0 --ref-wav onnx/tiny-turbo/goldens/ref.wav
 #   turbo-full-flowint8   quantize_bundle.py --bundle turbo-full --components flow_estimator=int8
-set -u
-cd "$(dirname "$0")/../../.."
-PY=${PY:-$HOME/.cache/chatterbox-ort/export-venv/bin/python}
-BIN=${BIN:-target/release/chatterbox-ort}
-B=${BUNDLES:-$HOME/.cache/chatterbox-ort/bundles}
 OUT=${OUT:-/tmp/icelake}
-mkdir -p "$OUT"
-log() { echo "[$(date -u +%T)] $*  | load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/session.log"; }
-bench() {  # tag bundle modes
-  $BIN bench --bundle "$2" --modes "$3" --runs 3 --tokens 100 --threads 2 --warmup-tokens 20 \
-    --json "$OUT/bench-$1.json" --markdown "$OUT/bench-$1.md" > "$OUT/bench-$1.log" 2>&1 || log "FAILED bench $1"
-}
-torch_bench() {  # tag bundle
-  $PY benches/baseline_torch.py --bundle "$2" --modes torch-resident --runs 3 --tokens 100 --threads 2 \
-    --warmup-tokens 20 --out "$OUT/torch-$1.json" > "$OUT/torch-$1.log" 2>&1 || log "FAILED torch $1"
-}
+. "$(dirname "$0")/common.sh"
 cost() {  # tag rounds bundles... (one estimator call, interleaved with the reference's)
   local tag=$1 rounds=$2 batch=$3 frames=$4
   shift 4
@@ -33,7 +19,7 @@ cost() {  # tag rounds bundles... (one estimator call, interleaved with the refe
   $PY benches/s3gen_cost.py "${args[@]}" --torch --batch "$batch" --frames "$frames" --calls 3 --rounds "$rounds" \
     --threads 2 --out "$OUT/cost-$tag.json" > "$OUT/cost-$tag.log" 2>&1 || log "FAILED cost $tag"
 }
-log "session start; $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo); other processes: $(ps -eo pcpu= | awk '{s+=$1} END {print s}') % CPU"
+log "session start; $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo); other processes: $(other_cpu) % CPU"
 log "estimator call, original, against PyTorch (1)";  cost orig-1 5 2 700 full full-t3int8-flowint8
 log "estimator call, original, against PyTorch (2)";  cost orig-2 5 2 700 full full-t3int8-flowint8
 log "estimator call, Turbo, against PyTorch";         cost turbo 5 1 706 turbo-full turbo-full-flowint8
