@@ -5,13 +5,7 @@
 # a fresh export at this commit); full-t3int8-flowint8-v0 / full-t3int8-flowint8 =
 # `export/quantize_bundle.py --components t3_decoder=int8,flow_estimator=int8` of each. The same
 # engine binary runs all (the engine is unchanged: the graphs differ).
-set -u
-cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
-PY=${PY:-$HOME/.cache/chatterbox-ort/export-venv/bin/python}
-BIN=${BIN:-target/release/chatterbox-ort}
-B=${BUNDLES:-$HOME/.cache/chatterbox-ort/bundles}
-mkdir -p "$OUT"
-log() { echo "[$(date -u +%T)] $*  | load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/session.log"; }
+. "$(dirname "${BASH_SOURCE[0]}")/../session.sh"
 bench() {  # tag bundle
   $BIN bench --bundle "$2" --modes resident --runs 3 --tokens 100 --threads 2 --warmup-tokens 20 \
     --json "$OUT/bench-$1.json" --markdown "$OUT/bench-$1.md" > "$OUT/bench-$1.log" 2>&1

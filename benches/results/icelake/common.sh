@@ -1,13 +1,7 @@
-# Shared by run.sh and session2/run.sh (sourced; OUT set by the caller): the paths, the log line
-# with the load average, and the two synthesis benchmarks with the settings of every figure here
+# Shared by run.sh and session2/run.sh (sourced; OUT set by the caller): ../session.sh's paths
+# and log line, and the two synthesis benchmarks with the settings of every figure here
 # (100 tokens, 3 measured runs after a 20-token warm-up, 2 threads).
-set -u
-cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
-PY=${PY:-$HOME/.cache/chatterbox-ort/export-venv/bin/python}
-BIN=${BIN:-target/release/chatterbox-ort}
-B=${BUNDLES:-$HOME/.cache/chatterbox-ort/bundles}
-mkdir -p "$OUT"
-log() { echo "[$(date -u +%T)] $*  | load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/session.log"; }
+. "$(dirname "${BASH_SOURCE[0]}")/../session.sh"
 other_cpu() { ps -eo pcpu= | awk '{s+=$1} END {print s}'; }
 bench() {  # tag bundle modes
   $BIN bench --bundle "$2" --modes "$3" --runs 3 --tokens 100 --threads 2 --warmup-tokens 20 \
